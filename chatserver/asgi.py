@@ -1,0 +1,18 @@
+"""ASGI entry point: HTTP to Django, /ws/v1 to the device socket, /ws/v1/login to QR login."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatserver.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_application = get_asgi_application()  # sets Django up before the consumers import
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from chatserver.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter({
+    "http": django_application,
+    "websocket": URLRouter(websocket_urlpatterns),
+})

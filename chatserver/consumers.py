@@ -1,0 +1,123 @@
+"""The device socket /ws/v1: authenticate, then route frames to ws_handlers.
+
+Frames from the channel layer arrive already serialised (`frame.push`) and are written as is.
+"""
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from pydantic import BaseModel, ValidationError
+
+from chatserver import protocol
+from chatserver.errors import (
+    AppError,
+    FrameTooLarge,
+    InvalidInput,
+    OriginForbidden,
+    RateLimited,
+    UnknownFrame,
+)
+from chatserver.ratelimit import TokenBucket
+from chatserver.realtime import session_group, user_group
+from chatserver.ws_handlers import HANDLERS
+from identity.models import DeviceSession
+from identity.ws_auth import scope_authenticate
+
+log = logging.getLogger(__name__)
+
+
+class DeviceConsumer(AsyncWebsocketConsumer):
+    session: DeviceSession
+    groups_joined: list[str]
+
+    async def connect(self) -> None:
+        self.groups_joined = []
+        # Accept first: a close code only reaches the client on an open socket.
+        await self.accept()
+        try:
+            self.session = await database_sync_to_async(scope_authenticate)(self.scope)
+        except OriginForbidden:
+            await self.close(code=protocol.CLOSE_ORIGIN_FORBIDDEN)
+            return
+        except AppError as exc:
+            log.info("socket refused: %s", exc.code)
+            await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
+            return
+        self.bucket = TokenBucket(settings.SONOR_WS_RATE_PER_SECOND, settings.SONOR_WS_RATE_BURST)
+        for group in (user_group(self.session.user_id), session_group(self.session.pk)):
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.append(group)
+        # A revocation between the check above and joining the groups would be missed.
+        try:
+            await database_sync_to_async(scope_authenticate)(self.scope)
+        except AppError:
+            await self._revoked("logout")
+
+    async def disconnect(self, code: int) -> None:
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not hasattr(self, "bucket"):
+            return  # closing: not authenticated
+        request_id: str | None = None
+        try:
+            raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8")
+            if len(raw.encode("utf-8")) > settings.SONOR_WS_MAX_FRAME_BYTES:
+                raise FrameTooLarge()
+            data = json.loads(raw)
+            request_id = _request_id(data)
+            wait = self.bucket.take()
+            if wait:
+                raise RateLimited(wait)
+            frame = protocol.client_frame_adapter.validate_python(data)
+            replies = await HANDLERS[frame.type](self, frame)
+        except ValidationError as exc:
+            await self._send_error(request_id, _invalid(exc))
+            return
+        except (ValueError, UnicodeDecodeError):  # not JSON or not UTF-8
+            await self._send_error(request_id, InvalidInput("Frames are UTF-8 JSON objects."))
+            return
+        except AppError as exc:
+            await self._send_error(request_id, exc)
+            return
+        for reply in replies:
+            await self.send_frame(reply)
+
+    async def send_frame(self, frame: BaseModel) -> None:
+        await self.send(text_data=frame.model_dump_json())
+
+    async def _send_error(self, request_id: str | None, exc: AppError) -> None:
+        await self.send_frame(protocol.ErrorFrame(
+            id=request_id, code=exc.code, message=exc.message, extra=exc.extra))
+
+    async def _revoked(self, reason: str) -> None:
+        await self.send_frame(protocol.SessionRevoked(reason=reason))
+        await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
+
+    # ---- channel-layer messages (not wire types) ----
+
+    async def frame_push(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["text"])
+
+    async def session_revoke(self, event: dict[str, Any]) -> None:
+        await self._revoked(event["reason"])
+
+
+def _request_id(data: Any) -> str | None:
+    """The `id` of a frame that may fail validation, so that its error can carry it."""
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+
+
+def _invalid(exc: ValidationError) -> AppError:
+    errors = exc.errors()
+    if errors and errors[0]["type"] in ("union_tag_invalid", "union_tag_not_found",
+                                         "model_attributes_type"):
+        return UnknownFrame()
+    return InvalidInput(errors=[{"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}
+                                for e in errors[:10]])

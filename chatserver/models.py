@@ -1,0 +1,1 @@
+"""Chat rooms and messages (the chat issue fills this in)."""

@@ -1,0 +1,170 @@
+"""Sonor settings: the only module that reads the environment.
+
+Nothing set gives the embedded default: SQLite and generated secrets under SONOR_DATA_DIR,
+the in-memory channel layer, one process. DATABASE_URL and REDIS_URL scale it out.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("SONOR_DATA_DIR", BASE_DIR / "var")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _generated_secret(name: str) -> str:
+    """A secret kept in the data directory, generated on first run (never in the repo)."""
+    path = DATA_DIR / name
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SONOR_DEMO = _env_bool("SONOR_DEMO")
+DEBUG = _env_bool("SONOR_DEBUG")
+SECRET_KEY = os.environ.get("SONOR_SECRET_KEY") or _generated_secret("secret_key")
+
+ALLOWED_HOSTS = _env_list("SONOR_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+# Origins allowed to open sockets and post with cookies; native apps send no Origin.
+SONOR_ALLOWED_ORIGINS = _env_list(
+    "SONOR_ALLOWED_ORIGINS",
+    "http://127.0.0.1:8000,http://localhost:8000",
+)
+CSRF_TRUSTED_ORIGINS = SONOR_ALLOWED_ORIGINS
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "identity",
+    "notify",
+    "chatserver",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatserver.urls"
+ASGI_APPLICATION = "chatserver.asgi.application"
+AUTH_USER_MODEL = "identity.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "frontend" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "sonor.sqlite3",
+            # WAL lets the socket server and the worker read while one of them writes.
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+            "TEST": {"NAME": DATA_DIR / "test-sonor.sqlite3"},
+        }
+    }
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            # Pub/sub: one Redis message per process for a group, dispatched locally.
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+LANGUAGE_CODE = "mn"
+LANGUAGES = [("mn", "Монгол"), ("en", "English")]
+TIME_ZONE = "Asia/Ulaanbaatar"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+
+SESSION_COOKIE_NAME = "sonor_admin"
+SONOR_SESSION_COOKIE = "sonor_session"
+SECURE_COOKIES = _env_bool("SONOR_SECURE_COOKIES")
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+
+# Identity rules (seconds and counts), overridable for operations.
+SONOR_PHONE_CODE_TTL = int(os.environ.get("SONOR_PHONE_CODE_TTL", "300"))
+SONOR_PHONE_CODE_ATTEMPTS = int(os.environ.get("SONOR_PHONE_CODE_ATTEMPTS", "5"))
+SONOR_PHONE_CODES_PER_HOUR = int(os.environ.get("SONOR_PHONE_CODES_PER_HOUR", "5"))
+SONOR_QR_TOKEN_TTL = int(os.environ.get("SONOR_QR_TOKEN_TTL", "60"))
+SONOR_QR_ROTATE_EVERY = int(os.environ.get("SONOR_QR_ROTATE_EVERY", "30"))
+SONOR_SESSION_IDLE_DAYS = int(os.environ.get("SONOR_SESSION_IDLE_DAYS", "90"))
+
+# Socket limits.
+SONOR_WS_MAX_FRAME_BYTES = 64 * 1024
+# hello returns at most this many missed events per stream, else says resync.
+SONOR_RESUME_LIMIT = int(os.environ.get("SONOR_RESUME_LIMIT", "1000"))
+SONOR_WS_RATE_PER_SECOND = float(os.environ.get("SONOR_WS_RATE_PER_SECOND", "20"))
+SONOR_WS_RATE_BURST = int(os.environ.get("SONOR_WS_RATE_BURST", "60"))
+
+# Outside services; unset means the development outbox (the demo senders).
+SONOR_SMS_SENDER = os.environ.get("SONOR_SMS_SENDER", "")
+SONOR_SMTP_URL = os.environ.get("SONOR_SMTP_URL", "")
+SONOR_SMPP_URL = os.environ.get("SONOR_SMPP_URL", "")
+SONOR_SMS_HTTP_URL = os.environ.get("SONOR_SMS_HTTP_URL", "")
+SONOR_FCM_CREDENTIALS = os.environ.get("SONOR_FCM_CREDENTIALS", "")
+SONOR_FCM_URL = os.environ.get("SONOR_FCM_URL", "")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("SONOR_LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "INFO"}},
+}

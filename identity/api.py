@@ -1,0 +1,155 @@
+"""Citizen API: me, phone verification, sessions (logout), account, access log."""
+
+from datetime import datetime
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from ninja import Router, Schema
+from pydantic import Field
+
+from identity import selectors, services
+from identity.models import DeviceSession
+
+router = Router(tags=["identity"])
+
+
+def _session(request: HttpRequest) -> DeviceSession:
+    return request.auth  # type: ignore[attr-defined, no-any-return]
+
+
+class MeOut(Schema):
+    id: int
+    register_number: str
+    name: str
+    phone: str | None
+    session_id: int
+
+
+class PhoneIn(Schema):
+    phone: str = Field(max_length=32)
+
+
+class PhoneVerifyIn(Schema):
+    phone: str = Field(max_length=32)
+    code: str = Field(max_length=12)
+
+
+class PhoneStartOut(Schema):
+    phone: str
+    expires_at: datetime
+
+
+class PhoneOut(Schema):
+    phone: str
+    verified_at: datetime
+
+
+class SessionOut(Schema):
+    id: int
+    device_name: str
+    platform: str
+    login_method: str
+    ip: str | None
+    created_at: datetime
+    last_seen_at: datetime
+    current: bool
+
+
+class RevokedOut(Schema):
+    revoked: int
+
+
+class AccessLogOut(Schema):
+    actor_kind: str
+    actor_name: str
+    action: str
+    created_at: datetime
+
+
+class CookieIn(Schema):
+    token: str = Field(max_length=100)
+
+
+@router.get("me", response=MeOut)
+def me(request: HttpRequest) -> MeOut:
+    session = _session(request)
+    user = session.user
+    return MeOut(id=user.pk, register_number=user.register_number, name=user.name,
+                 phone=services.phone_current(user=user), session_id=session.pk)
+
+
+@router.post("phones", response={202: PhoneStartOut})
+def phone_start(request: HttpRequest, payload: PhoneIn) -> tuple[int, PhoneStartOut]:
+    verification = services.phone_verification_start(user=_session(request).user,
+                                                     phone=payload.phone)
+    return 202, PhoneStartOut(phone=verification.e164, expires_at=verification.expires_at)
+
+
+@router.post("phones/verify", response=PhoneOut)
+def phone_verify(request: HttpRequest, payload: PhoneVerifyIn) -> PhoneOut:
+    phone = services.phone_verification_confirm(user=_session(request).user,
+                                                phone=payload.phone, code=payload.code)
+    return PhoneOut(phone=phone.e164, verified_at=phone.verified_at)
+
+
+@router.get("sessions", response=list[SessionOut])
+def sessions(request: HttpRequest) -> list[SessionOut]:
+    current = _session(request)
+    return [
+        SessionOut(id=s.pk, device_name=s.device_name, platform=s.platform,
+                   login_method=s.login_method, ip=s.ip, created_at=s.created_at,
+                   last_seen_at=s.last_seen_at, current=s.pk == current.pk)
+        for s in selectors.session_list(user=current.user)
+    ]
+
+
+@router.delete("sessions/{session_id}", response={204: None})
+def session_delete(request: HttpRequest, session_id: int) -> tuple[int, None]:
+    session = selectors.session_get_own(user=_session(request).user, session_id=session_id)
+    services.session_revoke(session=session)
+    return 204, None
+
+
+@router.post("sessions/revoke-others", response=RevokedOut)
+def sessions_revoke_others(request: HttpRequest) -> RevokedOut:
+    return RevokedOut(revoked=services.sessions_revoke_others(session=_session(request)))
+
+
+@router.post("logout", response={204: None})
+def logout(request: HttpRequest, response: HttpResponse) -> tuple[int, None]:
+    services.session_revoke(session=_session(request))
+    response.delete_cookie(settings.SONOR_SESSION_COOKIE)
+    return 204, None
+
+
+@router.post("account/close", response={204: None})
+def account_close(request: HttpRequest) -> tuple[int, None]:
+    services.account_close(user=_session(request).user)
+    return 204, None
+
+
+@router.get("access-log", response=list[AccessLogOut])
+def access_log(request: HttpRequest) -> list[AccessLogOut]:
+    return [AccessLogOut(actor_kind=e.actor_kind, actor_name=e.actor_name, action=e.action,
+                         created_at=e.created_at)
+            for e in selectors.access_log_list(user=_session(request).user)]
+
+
+@router.post("auth/cookie", auth=None, response={204: None})
+def auth_cookie(request: HttpRequest, payload: CookieIn, response: HttpResponse
+                ) -> tuple[int, None]:
+    """The web client trades the token it got over its login socket for an HttpOnly cookie,
+    so that no script keeps it. Only from our own origin."""
+    from identity.ws_auth import origin_allowed
+
+    origin = request.headers.get("Origin")
+    if origin is None or not origin_allowed(origin):
+        from chatserver.errors import OriginForbidden
+
+        raise OriginForbidden()
+    services.session_authenticate(token=payload.token)
+    response.set_cookie(
+        settings.SONOR_SESSION_COOKIE, payload.token, max_age=settings.SONOR_SESSION_IDLE_DAYS
+        * 86400, httponly=True, secure=settings.SECURE_COOKIES, samesite="Strict",
+    )
+    return 204, None

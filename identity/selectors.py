@@ -1,0 +1,22 @@
+"""Identity reads."""
+
+from django.db.models import QuerySet
+
+from chatserver.errors import NotFound
+from identity.models import AccessLogEntry, DeviceSession, User
+
+
+def session_list(*, user: User) -> QuerySet[DeviceSession]:
+    return DeviceSession.objects.filter(user=user, revoked_at__isnull=True).order_by(
+        "-last_seen_at")
+
+
+def session_get_own(*, user: User, session_id: int) -> DeviceSession:
+    session = session_list(user=user).filter(pk=session_id).first()
+    if session is None:
+        raise NotFound("No such session.")
+    return session
+
+
+def access_log_list(*, user: User, limit: int = 200) -> QuerySet[AccessLogEntry]:
+    return AccessLogEntry.objects.filter(subject=user).order_by("-created_at")[:limit]

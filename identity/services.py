@@ -1,0 +1,222 @@
+"""Identity writes: citizens, phone verification, device sessions, account state.
+
+Codes and tokens are stored only as SHA-256 digests; the plain value leaves once.
+"""
+
+import hashlib
+import hmac
+import logging
+import secrets
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chatserver.errors import (
+    AccountInactive,
+    CodeAttemptsExceeded,
+    CodeExpired,
+    CodeInvalid,
+    RateLimited,
+    Unauthenticated,
+)
+from chatserver.realtime import revoke_on_commit, session_group, user_group
+from identity.domain import mobile_parse, register_parse
+from identity.models import AccessLogEntry, DeviceSession, PhoneNumber, PhoneVerification, User
+
+log = logging.getLogger(__name__)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def citizen_create(*, register_number: str, name: str = "") -> User:
+    register = register_parse(register_number)
+    user, _ = User.objects.get_or_create(register_number=register.value,
+                                         defaults={"name": name})
+    return user
+
+
+# ---- phone numbers -------------------------------------------------------------------------
+
+def phone_verification_start(*, user: User, phone: str) -> PhoneVerification:
+    """Send a one-time code to `phone`; rate-limited per number and per user."""
+    e164 = mobile_parse(phone)
+    now = timezone.now()
+    hour_ago = now - timedelta(hours=1)
+    limit = settings.SONOR_PHONE_CODES_PER_HOUR
+    recent_by_user = PhoneVerification.objects.filter(user=user, created_at__gte=hour_ago)
+    recent_to_number = PhoneVerification.objects.filter(e164=e164, created_at__gte=hour_ago)
+    for recent in (recent_by_user, recent_to_number):
+        if recent.count() >= limit:
+            oldest = recent.order_by("created_at").first()
+            assert oldest is not None
+            raise RateLimited((oldest.created_at + timedelta(hours=1) - now).total_seconds())
+    code = f"{secrets.randbelow(1_000_000):06d}"
+    verification = PhoneVerification.objects.create(
+        user=user, e164=e164, code_hash=token_hash(f"{e164}:{code}"),
+        expires_at=now + timedelta(seconds=settings.SONOR_PHONE_CODE_TTL),
+    )
+    from notify.services import sms_send_now  # notify builds on identity
+
+    sms_send_now(to=e164, text=f"Sonor: таны баталгаажуулах код {code}. Хэнд ч бүү хэлээрэй.")
+    log.info("phone verification %s started for user %s", verification.pk, user.pk)
+    return verification
+
+
+def phone_verification_confirm(*, user: User, phone: str, code: str) -> PhoneNumber:
+    """Bind `phone` to `user` if `code` is right. A number held by someone else moves to
+    `user`: the old owner loses it (and is told), keeping none of it in the new owner's view."""
+    e164 = mobile_parse(phone)
+    now = timezone.now()
+    with transaction.atomic():
+        verification = (
+            PhoneVerification.objects.select_for_update()
+            .filter(user=user, e164=e164, consumed_at__isnull=True)
+            .order_by("-created_at").first()
+        )
+        if verification is None:
+            raise CodeInvalid("No code was sent to this number; ask for one.")
+        if verification.expires_at <= now:
+            raise CodeExpired()
+        if verification.attempts >= settings.SONOR_PHONE_CODE_ATTEMPTS:
+            raise CodeAttemptsExceeded()
+        if hmac.compare_digest(verification.code_hash,
+                               token_hash(f"{e164}:{(code or '').strip()}")):
+            verification.consumed_at = now
+            verification.save(update_fields=["consumed_at"])
+            return _phone_bind(user=user, e164=e164, now=now)
+        # A wrong attempt is committed before the error is raised, so that it counts.
+        verification.attempts += 1
+        verification.save(update_fields=["attempts"])
+    left = settings.SONOR_PHONE_CODE_ATTEMPTS - verification.attempts
+    raise CodeInvalid(attempts_left=left) if left else CodeAttemptsExceeded()
+
+
+def _phone_bind(*, user: User, e164: str, now: datetime) -> PhoneNumber:
+    current = PhoneNumber.objects.select_for_update().filter(
+        e164=e164, released_at__isnull=True).first()
+    if current is not None and current.user_id == user.pk:
+        return current  # the same citizen re-verifying keeps everything
+    if current is not None:
+        current.released_at = now
+        current.release_reason = "reassigned"
+        current.save(update_fields=["released_at", "release_reason"])
+        _notify_number_lost(user=current.user, e164=e164)
+        log.info("number %s moved from user %s to user %s", e164[:-4] + "****",
+                 current.user_id, user.pk)
+    # One active number per user: a new number replaces the old one.
+    PhoneNumber.objects.filter(user=user, released_at__isnull=True).update(
+        released_at=now, release_reason="replaced")
+    try:
+        with transaction.atomic():
+            return PhoneNumber.objects.create(user=user, e164=e164, verified_at=now)
+    except IntegrityError as exc:  # a concurrent verification won the number
+        raise CodeInvalid("The number was just verified by someone else; try again.") from exc
+
+
+def _notify_number_lost(*, user: User, e164: str) -> None:
+    from notify.services import notification_create
+
+    notification_create(
+        user=user, category="security",
+        title="Утасны дугаар өөр хүнд шилжлээ",
+        body=f"{e164} дугаарыг өөр иргэн баталгаажуулсан тул таны бүртгэлээс хасагдлаа.",
+    )
+
+
+def phone_current(*, user: User) -> str | None:
+    phone = PhoneNumber.objects.filter(user=user, released_at__isnull=True).first()
+    return phone.e164 if phone else None
+
+
+# ---- sessions ------------------------------------------------------------------------------
+
+def session_create(
+    *, user: User, login_method: str, device_name: str = "", platform: str = "",
+    ip: str | None = None,
+) -> tuple[DeviceSession, str]:
+    """A new device session; returns it with the bearer token (shown only this once)."""
+    if not user.is_active:
+        raise AccountInactive()
+    token = secrets.token_urlsafe(32)
+    session = DeviceSession.objects.create(
+        user=user, token_hash=token_hash(token), login_method=login_method,
+        device_name=device_name[:120], platform=platform[:32], ip=ip,
+    )
+    log.info("session %s created for user %s by %s", session.pk, user.pk, login_method)
+    return session, token
+
+
+def session_authenticate(*, token: str) -> DeviceSession:
+    """The live session behind a bearer token, or Unauthenticated / AccountInactive."""
+    if not token:
+        raise Unauthenticated()
+    session = (
+        DeviceSession.objects.select_related("user")
+        .filter(token_hash=token_hash(token), revoked_at__isnull=True).first()
+    )
+    if session is None:
+        raise Unauthenticated()
+    if not session.user.is_active:
+        raise AccountInactive()
+    now = timezone.now()
+    if now - session.last_seen_at > timedelta(minutes=5):  # throttle last-seen writes
+        DeviceSession.objects.filter(pk=session.pk).update(last_seen_at=now)
+    return session
+
+
+def session_revoke(*, session: DeviceSession, reason: str = "logout") -> None:
+    """Logout: the token stops working and the device's sockets close at once."""
+    with transaction.atomic():
+        updated = DeviceSession.objects.filter(pk=session.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoke_reason=reason)
+        if updated:
+            revoke_on_commit(session_group(session.pk), reason)
+    log.info("session %s revoked (%s)", session.pk, reason)
+
+
+def sessions_revoke_others(*, session: DeviceSession) -> int:
+    count = 0
+    for other in DeviceSession.objects.filter(user_id=session.user_id, revoked_at__isnull=True
+                                              ).exclude(pk=session.pk):
+        session_revoke(session=other, reason="logout")
+        count += 1
+    return count
+
+
+# ---- account state -------------------------------------------------------------------------
+
+@transaction.atomic
+def account_close(*, user: User) -> None:
+    """The citizen closes their account: every session ends; no data is deleted."""
+    User.objects.filter(pk=user.pk).update(status=User.Status.CLOSED,
+                                           status_changed_at=timezone.now())
+    DeviceSession.objects.filter(user=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), revoke_reason="account_closed")
+    revoke_on_commit(user_group(user.pk), "account_closed")
+    log.info("user %s closed their account", user.pk)
+
+
+@transaction.atomic
+def user_suspend(*, user: User, by: User | None = None) -> None:
+    """Staff suspension: live sockets close at once and every token is refused while it
+    lasts; sessions are kept, so lifting it restores access. No data is deleted."""
+    User.objects.filter(pk=user.pk).update(status=User.Status.SUSPENDED,
+                                           status_changed_at=timezone.now())
+    revoke_on_commit(user_group(user.pk), "suspended")
+    log.warning("user %s suspended by %s", user.pk, by.pk if by else "system")
+
+
+@transaction.atomic
+def user_unsuspend(*, user: User, by: User | None = None) -> None:
+    User.objects.filter(pk=user.pk).update(status=User.Status.ACTIVE,
+                                           status_changed_at=timezone.now())
+    log.warning("user %s unsuspended by %s", user.pk, by.pk if by else "system")
+
+
+def access_log_record(*, subject: User, actor_kind: str, actor_name: str, action: str) -> None:
+    AccessLogEntry.objects.create(subject=subject, actor_kind=actor_kind,
+                                  actor_name=actor_name, action=action)

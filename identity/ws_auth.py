@@ -1,0 +1,52 @@
+"""Who is on the other end of a socket or request: bearer token or session cookie, and Origin.
+
+Native apps send `Authorization: Bearer` and no Origin; the same-origin web client sends the
+HttpOnly session cookie, and browsers always send Origin, which must be one of ours.
+"""
+
+from http.cookies import SimpleCookie
+from typing import Any
+
+from django.conf import settings
+
+from chatserver.errors import OriginForbidden
+from identity.models import DeviceSession
+from identity.services import session_authenticate
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def bearer_from_header(value: str) -> str:
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def origin_allowed(origin: str | None) -> bool:
+    return origin is None or origin in settings.SONOR_ALLOWED_ORIGINS
+
+
+def scope_client(scope: dict[str, Any]) -> tuple[str | None, str]:
+    """The peer's IP and User-Agent, for session records and QR approval screens."""
+    client = scope.get("client") or (None, None)
+    return client[0], _headers(scope).get("user-agent", "")[:200]
+
+
+def scope_origin(scope: dict[str, Any]) -> str | None:
+    return _headers(scope).get("origin")
+
+
+def scope_authenticate(scope: dict[str, Any]) -> DeviceSession:
+    """The live session of a socket; raises Unauthenticated, AccountInactive, OriginForbidden."""
+    headers = _headers(scope)
+    origin = headers.get("origin")
+    if not origin_allowed(origin):
+        raise OriginForbidden()
+    token = bearer_from_header(headers.get("authorization", ""))
+    if not token and origin is not None:  # cookies only from our own pages
+        cookie = SimpleCookie()
+        cookie.load(headers.get("cookie", ""))
+        morsel = cookie.get(settings.SONOR_SESSION_COOKIE)
+        token = morsel.value if morsel else ""
+    return session_authenticate(token=token)
