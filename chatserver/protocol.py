@@ -119,10 +119,12 @@ ServerFrame = Ack | ErrorFrame | Welcome | Pong | NotifyNew | NotifyUnread | Ses
 # ---- QR login socket (/ws/v1/login, unauthenticated) ---------------------------------------
 
 class QrCode(Frame):
-    """A new single-use login code: shown as a QR; replaced before it expires."""
+    """A new single-use login code, replaced before it expires: `svg` is the QR to show and
+    `code` the text it encodes (`sonor-login:<token>`), for clients that draw their own."""
 
     type: Literal["qr.code"] = "qr.code"
     svg: str
+    code: str
     expires_at: datetime
 
 
