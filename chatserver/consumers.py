@@ -5,6 +5,7 @@ Frames from the channel layer arrive already serialised (`frame.push`) and are w
 
 import json
 import logging
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -21,6 +22,7 @@ from chatserver.errors import (
     RateLimited,
     UnknownFrame,
 )
+from chatserver.metrics import FRAME_ERRORS, FRAMES_IN, FRAMES_OUT, SOCKETS_OPEN, SOCKETS_REFUSED
 from chatserver.ratelimit import TokenBucket
 from chatserver.realtime import session_group, user_group
 from chatserver.ws_handlers import HANDLERS
@@ -41,12 +43,16 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         try:
             self.session = await database_sync_to_async(scope_authenticate)(self.scope)
         except OriginForbidden:
+            SOCKETS_REFUSED.labels("origin").inc()
             await self.close(code=protocol.CLOSE_ORIGIN_FORBIDDEN)
             return
         except AppError as exc:
             log.info("socket refused: %s", exc.code)
+            SOCKETS_REFUSED.labels(exc.code).inc()
             await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
             return
+        SOCKETS_OPEN.inc()
+        self.session_checked_at = time.monotonic()
         self.bucket = TokenBucket(settings.SONOR_WS_RATE_PER_SECOND, settings.SONOR_WS_RATE_BURST)
         for group in (user_group(self.session.user_id), session_group(self.session.pk)):
             await self.channel_layer.group_add(group, self.channel_name)
@@ -58,12 +64,16 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self._revoked("logout")
 
     async def disconnect(self, code: int) -> None:
+        if hasattr(self, "bucket"):
+            SOCKETS_OPEN.dec()
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not hasattr(self, "bucket"):
             return  # closing: not authenticated
+        if not await self._session_still_live():
+            return
         request_id: str | None = None
         try:
             raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8")
@@ -75,6 +85,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             if wait:
                 raise RateLimited(wait)
             frame = protocol.client_frame_adapter.validate_python(data)
+            FRAMES_IN.labels(frame.type).inc()
             replies = await HANDLERS[frame.type](self, frame)
         except ValidationError as exc:
             await self._send_error(request_id, _invalid(exc))
@@ -89,11 +100,25 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.send_frame(reply)
 
     async def send_frame(self, frame: BaseModel) -> None:
+        FRAMES_OUT.inc()
         await self.send(text_data=frame.model_dump_json())
 
     async def _send_error(self, request_id: str | None, exc: AppError) -> None:
+        FRAME_ERRORS.labels(exc.code).inc()
         await self.send_frame(protocol.ErrorFrame(
             id=request_id, code=exc.code, message=exc.message, extra=exc.extra))
+
+    async def _session_still_live(self) -> bool:
+        """The layer may drop a revocation: re-check the session now and then, lazily."""
+        if time.monotonic() - self.session_checked_at < settings.SONOR_WS_SESSION_RECHECK:
+            return True
+        self.session_checked_at = time.monotonic()
+        try:
+            await database_sync_to_async(scope_authenticate)(self.scope)
+        except AppError as exc:
+            await self._revoked(exc.code)
+            return False
+        return True
 
     async def _revoked(self, reason: str) -> None:
         await self.send_frame(protocol.SessionRevoked(reason=reason))
@@ -102,6 +127,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     # ---- channel-layer messages (not wire types) ----
 
     async def frame_push(self, event: dict[str, Any]) -> None:
+        if not await self._session_still_live():
+            return
+        FRAMES_OUT.inc()
         await self.send(text_data=event["text"])
 
     async def session_revoke(self, event: dict[str, Any]) -> None:

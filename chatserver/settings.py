@@ -148,12 +148,16 @@ SONOR_QR_TOKEN_TTL = int(os.environ.get("SONOR_QR_TOKEN_TTL", "60"))
 SONOR_QR_ROTATE_EVERY = int(os.environ.get("SONOR_QR_ROTATE_EVERY", "30"))
 SONOR_SESSION_IDLE_DAYS = int(os.environ.get("SONOR_SESSION_IDLE_DAYS", "90"))
 
+SONOR_METRICS_FROM = _env_list("SONOR_METRICS_FROM", "127.0.0.1,::1")
+
 # Socket limits.
 SONOR_WS_MAX_FRAME_BYTES = 64 * 1024
 # hello returns at most this many missed events per stream, else says resync.
 SONOR_RESUME_LIMIT = int(os.environ.get("SONOR_RESUME_LIMIT", "1000"))
 SONOR_WS_RATE_PER_SECOND = float(os.environ.get("SONOR_WS_RATE_PER_SECOND", "20"))
 SONOR_WS_RATE_BURST = int(os.environ.get("SONOR_WS_RATE_BURST", "60"))
+# A socket re-checks its session this often (seconds), in case a revocation was dropped.
+SONOR_WS_SESSION_RECHECK = float(os.environ.get("SONOR_WS_SESSION_RECHECK", "60"))
 
 # Outside services; unset means the development outbox (the demo senders).
 SONOR_SMS_SENDER = os.environ.get("SONOR_SMS_SENDER", "")

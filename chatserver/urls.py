@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from chatserver.api import citizen_api
+from chatserver.metrics import metrics_view
 from chatserver.views import healthz, readyz
 
 urlpatterns = [
@@ -9,4 +10,5 @@ urlpatterns = [
     path("api/v1/", citizen_api.urls),
     path("healthz", healthz),
     path("readyz", readyz),
+    path("metrics", metrics_view),
 ]
