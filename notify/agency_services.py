@@ -1,0 +1,75 @@
+"""Agencies and their API keys.
+
+A key reads `sk_<prefix>_<secret>`. The prefix (8 letters and digits, no `_`, so the key
+splits unambiguously) finds the row; the whole key is stored only as its SHA-256 and is
+shown once, when issued.
+"""
+
+import hmac
+import logging
+import secrets
+import string
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chatserver.errors import InvalidInput, Unauthenticated
+from identity.services import token_hash
+from notify.models import Agency, AgencyApiKey
+
+log = logging.getLogger(__name__)
+
+API_KEY_PREFIX_LENGTH = 8
+_PREFIX_ALPHABET = string.ascii_letters + string.digits
+
+
+def _api_key_prefix_new() -> str:
+    return "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(API_KEY_PREFIX_LENGTH))
+
+
+def api_key_issue(*, agency: Agency) -> str:
+    """A new API key for `agency`; the plain key is returned only here."""
+    for _ in range(5):  # a prefix collision is astronomically rare, but it is unique
+        prefix = _api_key_prefix_new()
+        key = f"sk_{prefix}_{secrets.token_urlsafe(32)}"
+        try:
+            with transaction.atomic():
+                AgencyApiKey.objects.create(agency=agency, prefix=prefix, key_hash=token_hash(key))
+        except IntegrityError:
+            continue
+        log.info("api key sk_%s_… issued for agency %s", prefix, agency.pk)
+        return key
+    raise RuntimeError("could not allocate a unique API key prefix")
+
+
+@transaction.atomic
+def agency_create(*, name: str) -> tuple[Agency, str]:
+    """A new agency with its first API key (returned once)."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("An agency needs a name.")
+    if Agency.objects.filter(name=name).exists():
+        raise InvalidInput(f"An agency named {name!r} already exists.")
+    try:
+        with transaction.atomic():
+            agency = Agency.objects.create(name=name)
+    except IntegrityError as exc:  # created concurrently
+        raise InvalidInput(f"An agency named {name!r} already exists.") from exc
+    log.info("agency %s created: %s", agency.pk, name)
+    return agency, api_key_issue(agency=agency)
+
+
+def api_key_authenticate(*, key: str) -> Agency:
+    """The agency behind a live API key, or Unauthenticated."""
+    parts = (key or "").split("_", 2)
+    if len(parts) != 3 or parts[0] != "sk" or len(parts[1]) != API_KEY_PREFIX_LENGTH:
+        raise Unauthenticated("Not a valid API key.")
+    api_key = (
+        AgencyApiKey.objects.select_related("agency")
+        .filter(prefix=parts[1], revoked_at__isnull=True).first()
+    )
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, token_hash(key)):
+        raise Unauthenticated("Not a valid API key.")
+    if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
+        raise Unauthenticated("This API key has expired.")
+    return api_key.agency
