@@ -26,13 +26,17 @@ def session_group(session_id: int) -> str:
 
 
 def _send(group: str, message: dict[str, Any]) -> None:
+    _layer_call("group_send", group, message)
+
+
+def _layer_call(method: str, target: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, message)
-    except Exception:  # the layer may drop; clients resume from seqs
-        log.exception("channel layer send to %s failed", group)
+        async_to_sync(getattr(layer, method))(target, message)
+    except Exception:  # what was committed stands; clients resume from seqs
+        log.exception("channel layer %s to %s failed", method, target)
 
 
 def publish_on_commit(group: str, frame: BaseModel) -> None:
@@ -51,7 +55,4 @@ def revoke_on_commit(group: str, reason: str) -> None:
 
 def send_to_channel(channel_name: str, message: dict[str, Any]) -> None:
     """Deliver a layer message to one socket (QR login hands the session only to its asker)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    transaction.on_commit(lambda: async_to_sync(layer.send)(channel_name, message))
+    transaction.on_commit(lambda: _layer_call("send", channel_name, message))

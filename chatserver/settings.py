@@ -124,6 +124,18 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Shared counters (per-agency rate limits): Redis across processes, else this process only.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "sonor",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 LANGUAGE_CODE = "mn"
 LANGUAGES = [("mn", "Монгол"), ("en", "English")]
 TIME_ZONE = "Asia/Ulaanbaatar"
@@ -159,6 +171,25 @@ SONOR_WS_RATE_BURST = int(os.environ.get("SONOR_WS_RATE_BURST", "60"))
 # A socket re-checks its session this often (seconds), in case a revocation was dropped.
 SONOR_WS_SESSION_RECHECK = float(os.environ.get("SONOR_WS_SESSION_RECHECK", "60"))
 
+# Agency API and inbox.
+SONOR_AGENCY_RATE_PER_MINUTE = int(os.environ.get("SONOR_AGENCY_RATE_PER_MINUTE", "600"))
+# A rotated API key keeps working this long beside its successor.
+SONOR_API_KEY_ROTATION_GRACE_HOURS = float(
+    os.environ.get("SONOR_API_KEY_ROTATION_GRACE_HOURS", "24"))
+SONOR_BROADCAST_MAX_RECIPIENTS = int(os.environ.get("SONOR_BROADCAST_MAX_RECIPIENTS", "100000"))
+SONOR_BROADCAST_BATCH = int(os.environ.get("SONOR_BROADCAST_BATCH", "500"))
+SONOR_WORKER_SLEEP = float(os.environ.get("SONOR_WORKER_SLEEP", "1.0"))
+# Planned maintenance is announced this many working days ahead (terms 13.2). Working days
+# are Monday to Friday in TIME_ZONE, less public holidays: yearly fixed dates (MM-DD) and
+# dated ones (YYYY-MM-DD: the lunar Tsagaan Sar and Chinggis Khaan's birthday move every year).
+SONOR_MAINTENANCE_NOTICE_WORKING_DAYS = int(
+    os.environ.get("SONOR_MAINTENANCE_NOTICE_WORKING_DAYS", "2"))
+SONOR_PUBLIC_HOLIDAYS_YEARLY = _env_list(
+    "SONOR_PUBLIC_HOLIDAYS_YEARLY",
+    "01-01,03-08,06-01,07-11,07-12,07-13,07-14,07-15,11-26,12-29",
+)
+SONOR_PUBLIC_HOLIDAYS = _env_list("SONOR_PUBLIC_HOLIDAYS", "")
+
 # Outside services; unset means the development outbox (the demo senders).
 SONOR_SMS_SENDER = os.environ.get("SONOR_SMS_SENDER", "")
 SONOR_SMTP_URL = os.environ.get("SONOR_SMTP_URL", "")
@@ -166,6 +197,15 @@ SONOR_SMPP_URL = os.environ.get("SONOR_SMPP_URL", "")
 SONOR_SMS_HTTP_URL = os.environ.get("SONOR_SMS_HTTP_URL", "")
 SONOR_FCM_CREDENTIALS = os.environ.get("SONOR_FCM_CREDENTIALS", "")
 SONOR_FCM_URL = os.environ.get("SONOR_FCM_URL", "")
+
+# DAN, the national SSO (OAuth2 authorization code); unset means the method is off.
+SONOR_DAN_AUTHORIZE_URL = os.environ.get("SONOR_DAN_AUTHORIZE_URL", "")
+SONOR_DAN_TOKEN_URL = os.environ.get("SONOR_DAN_TOKEN_URL", "")
+SONOR_DAN_USERINFO_URL = os.environ.get("SONOR_DAN_USERINFO_URL", "")
+SONOR_DAN_CLIENT_ID = os.environ.get("SONOR_DAN_CLIENT_ID", "")
+SONOR_DAN_CLIENT_SECRET = os.environ.get("SONOR_DAN_CLIENT_SECRET", "")
+SONOR_DAN_REDIRECT_URI = os.environ.get("SONOR_DAN_REDIRECT_URI", "")
+SONOR_DAN_SCOPE = os.environ.get("SONOR_DAN_SCOPE", "openid")
 
 LOGGING = {
     "version": 1,
