@@ -24,6 +24,7 @@ from chatserver.errors import (
 from chatserver.realtime import revoke_on_commit, session_group, user_group
 from identity.domain import mobile_parse, register_parse
 from identity.models import AccessLogEntry, DeviceSession, PhoneNumber, PhoneVerification, User
+from identity.signals import phone_verified
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +113,11 @@ def _phone_bind(*, user: User, e164: str, now: datetime) -> PhoneNumber:
         released_at=now, release_reason="replaced")
     try:
         with transaction.atomic():
-            return PhoneNumber.objects.create(user=user, e164=e164, verified_at=now)
+            phone = PhoneNumber.objects.create(user=user, e164=e164, verified_at=now)
     except IntegrityError as exc:  # a concurrent verification won the number
         raise CodeInvalid("The number was just verified by someone else; try again.") from exc
+    phone_verified.send(sender=PhoneNumber, user=user, e164=e164)
+    return phone
 
 
 def _notify_number_lost(*, user: User, e164: str) -> None:
