@@ -27,6 +27,7 @@ from chatserver.ratelimit import TokenBucket
 from chatserver.realtime import session_group, user_group
 from chatserver.ws_handlers import HANDLERS
 from identity.models import DeviceSession
+from identity.selectors import session_end_reason
 from identity.ws_auth import scope_authenticate
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         # A revocation between the check above and joining the groups would be missed.
-        try:
-            await database_sync_to_async(scope_authenticate)(self.scope)
-        except AppError:
-            await self._revoked("logout")
+        await self._session_still_live(force=True)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "bucket"):
@@ -108,15 +106,15 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         await self.send_frame(protocol.ErrorFrame(
             id=request_id, code=exc.code, message=exc.message, extra=exc.extra))
 
-    async def _session_still_live(self) -> bool:
+    async def _session_still_live(self, force: bool = False) -> bool:
         """The layer may drop a revocation: re-check the session now and then, lazily."""
-        if time.monotonic() - self.session_checked_at < settings.SONOR_WS_SESSION_RECHECK:
+        elapsed = time.monotonic() - self.session_checked_at
+        if not force and elapsed < settings.SONOR_WS_SESSION_RECHECK:
             return True
         self.session_checked_at = time.monotonic()
-        try:
-            await database_sync_to_async(scope_authenticate)(self.scope)
-        except AppError as exc:
-            await self._revoked(exc.code)
+        reason = await database_sync_to_async(session_end_reason)(session_id=self.session.pk)
+        if reason is not None:
+            await self._revoked(reason)
             return False
         return True
 

@@ -20,3 +20,16 @@ def session_get_own(*, user: User, session_id: int) -> DeviceSession:
 
 def access_log_list(*, user: User, limit: int = 200) -> QuerySet[AccessLogEntry]:
     return AccessLogEntry.objects.filter(subject=user).order_by("-created_at")[:limit]
+
+
+def session_end_reason(*, session_id: int) -> str | None:
+    """Why a session no longer admits its device (None while it does): the revocation's
+    reason, or the account's status."""
+    session = DeviceSession.objects.select_related("user").filter(pk=session_id).first()
+    if session is None:
+        return "logout"
+    if session.revoked_at is not None:
+        return session.revoke_reason or "logout"
+    if session.user.status != User.Status.ACTIVE:
+        return str(session.user.status)
+    return None

@@ -106,6 +106,10 @@ def _phone_bind(*, user: User, e164: str, now: datetime) -> PhoneNumber:
         current.release_reason = "reassigned"
         current.save(update_fields=["released_at", "release_reason"])
         _notify_number_lost(user=current.user, e164=e164)
+        # The number's new owner may hold the old owner's SIM: the old devices log out.
+        DeviceSession.objects.filter(user=current.user, revoked_at__isnull=True).update(
+            revoked_at=now, revoke_reason="number_lost")
+        revoke_on_commit(user_group(current.user_id), "number_lost")
         log.info("number %s moved from user %s to user %s", e164[:-4] + "****",
                  current.user_id, user.pk)
     # One active number per user: a new number replaces the old one.

@@ -1,6 +1,6 @@
 """The demo sender: writes to the development outbox that the demo page shows."""
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 
 from notify.models import DevOutboxMessage
 from notify.senders.base import OutboundMessage, SendResult, SendStatus
@@ -11,7 +11,9 @@ class DevOutboxSender:
         self.kind = kind
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        row = await database_sync_to_async(DevOutboxMessage.objects.create)(
+        # thread_sensitive keeps the caller's connection and transaction (channels'
+        # database_sync_to_async would close it under a sync caller).
+        row = await sync_to_async(DevOutboxMessage.objects.create, thread_sensitive=True)(
             sender_kind=self.kind, address=message.address, title=message.title,
             body=message.body,
         )
