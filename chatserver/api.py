@@ -71,3 +71,4 @@ citizen_api = NinjaAPI(
 install_error_handlers(citizen_api)
 citizen_api.add_router("", "identity.api.router")
 citizen_api.add_router("qr/", "identity.qr_api.router")
+citizen_api.add_router("", "notify.api.router")

@@ -176,7 +176,7 @@ SONOR_AGENCY_RATE_PER_MINUTE = int(os.environ.get("SONOR_AGENCY_RATE_PER_MINUTE"
 # A rotated API key keeps working this long beside its successor.
 SONOR_API_KEY_ROTATION_GRACE_HOURS = float(
     os.environ.get("SONOR_API_KEY_ROTATION_GRACE_HOURS", "24"))
-SONOR_BROADCAST_MAX_RECIPIENTS = int(os.environ.get("SONOR_BROADCAST_MAX_RECIPIENTS", "100000"))
+SONOR_BROADCAST_MAX_RECIPIENTS = int(os.environ.get("SONOR_BROADCAST_MAX_RECIPIENTS", "50000"))
 SONOR_BROADCAST_BATCH = int(os.environ.get("SONOR_BROADCAST_BATCH", "500"))
 SONOR_WORKER_SLEEP = float(os.environ.get("SONOR_WORKER_SLEEP", "1.0"))
 # Planned maintenance is announced this many working days ahead (terms 13.2). Working days

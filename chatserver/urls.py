@@ -4,11 +4,19 @@ from django.urls import path
 from chatserver.api import citizen_api
 from chatserver.metrics import metrics_view
 from chatserver.views import healthz, readyz
+from chatserver.web import demo_login, dev_outbox, index, login_page, static_file
+from notify.agency_api import agency_api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", citizen_api.urls),
+    path("api/agency/v1/", agency_api.urls),
     path("healthz", healthz),
     path("readyz", readyz),
     path("metrics", metrics_view),
+    path("", index, name="index"),
+    path("login", login_page, name="login"),
+    path("demo/login/<str:token>", demo_login, name="demo_login"),
+    path("demo/outbox", dev_outbox, name="dev_outbox"),
+    path("static/<path:path>", static_file, name="static"),
 ]

@@ -7,8 +7,11 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
 from pydantic import Field
 
+from chatserver.errors import OriginForbidden
+from chatserver.web import session_cookie_set
 from identity import selectors, services
 from identity.models import DeviceSession
+from identity.ws_auth import origin_allowed
 
 router = Router(tags=["identity"])
 
@@ -118,7 +121,7 @@ def sessions_revoke_others(request: HttpRequest) -> RevokedOut:
 @router.post("logout", response={204: None})
 def logout(request: HttpRequest, response: HttpResponse) -> tuple[int, None]:
     services.session_revoke(session=_session(request))
-    response.delete_cookie(settings.SONOR_SESSION_COOKIE)
+    response.delete_cookie(settings.SONOR_SESSION_COOKIE, samesite="Strict")
     return 204, None
 
 
@@ -140,16 +143,9 @@ def auth_cookie(request: HttpRequest, payload: CookieIn, response: HttpResponse
                 ) -> tuple[int, None]:
     """The web client trades the token it got over its login socket for an HttpOnly cookie,
     so that no script keeps it. Only from our own origin."""
-    from identity.ws_auth import origin_allowed
-
     origin = request.headers.get("Origin")
     if origin is None or not origin_allowed(origin):
-        from chatserver.errors import OriginForbidden
-
         raise OriginForbidden()
     services.session_authenticate(token=payload.token)
-    response.set_cookie(
-        settings.SONOR_SESSION_COOKIE, payload.token, max_age=settings.SONOR_SESSION_IDLE_DAYS
-        * 86400, httponly=True, secure=settings.SECURE_COOKIES, samesite="Strict",
-    )
+    session_cookie_set(response, payload.token)
     return 204, None

@@ -2,14 +2,17 @@
 
 A key reads `sk_<prefix>_<secret>`. The prefix (8 letters and digits, no `_`, so the key
 splits unambiguously) finds the row; the whole key is stored only as its SHA-256 and is
-shown once, when issued.
+shown once, when issued. Rotation issues a new key and lets the old one live on for a grace
+period (both work meanwhile); revocation ends a key at once.
 """
 
 import hmac
 import logging
 import secrets
 import string
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -73,3 +76,29 @@ def api_key_authenticate(*, key: str) -> Agency:
     if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
         raise Unauthenticated("This API key has expired.")
     return api_key.agency
+
+
+@transaction.atomic
+def api_key_rotate(*, api_key: AgencyApiKey, grace: timedelta | None = None) -> str:
+    """A new key for the same agency; the old one keeps working for `grace` (settings:
+    SONOR_API_KEY_ROTATION_GRACE_HOURS), so that the agency can deploy the new one."""
+    if grace is None:
+        grace = timedelta(hours=settings.SONOR_API_KEY_ROTATION_GRACE_HOURS)
+    old = AgencyApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if old.revoked_at is not None:
+        raise InvalidInput("A revoked key cannot be rotated; issue a new one.")
+    key = api_key_issue(agency=old.agency)
+    ends_at = timezone.now() + grace
+    if old.expires_at is None or old.expires_at > ends_at:
+        old.expires_at = ends_at
+        old.save(update_fields=["expires_at"])
+    log.info("api key sk_%s_… of agency %s rotated; it works until %s", old.prefix,
+             old.agency_id, old.expires_at.isoformat())
+    return key
+
+
+def api_key_revoke(*, api_key: AgencyApiKey) -> None:
+    """The key stops working at once."""
+    AgencyApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now())
+    log.warning("api key sk_%s_… of agency %s revoked", api_key.prefix, api_key.agency_id)

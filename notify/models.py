@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class Agency(models.Model):
@@ -25,6 +26,19 @@ class AgencyApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"sk_{self.prefix}_…"
+
+    @property
+    def is_live(self) -> bool:
+        from django.utils import timezone
+
+        return self.revoked_at is None and (
+            self.expires_at is None or self.expires_at > timezone.now())
+
 
 class InboxState(models.Model):
     """Per-user inbox stream head: seq allocation takes this row's lock."""
@@ -37,6 +51,10 @@ class InboxState(models.Model):
 
 
 class Notification(models.Model):
+    """One item of a user's inbox stream. Agency notifications carry the agency's own
+    reference and, for payments, the amount and due date. A reported (misaddressed) one is
+    hidden from its recipient and shown to the agency and staff."""
+
     class Category(models.TextChoices):
         SERVICE_REQUEST = "service_request"
         PETITION = "petition"
@@ -51,19 +69,86 @@ class Notification(models.Model):
     )
     seq = models.BigIntegerField()
     agency = models.ForeignKey(Agency, null=True, blank=True, on_delete=models.PROTECT)
+    broadcast = models.ForeignKey("Broadcast", null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="notifications")
     category = models.CharField(max_length=32, choices=Category.choices)
     title = models.CharField(max_length=200)
     body = models.TextField(max_length=4000)
-    link = models.URLField(blank=True)
+    link = models.URLField(blank=True, max_length=1000)
+    reference = models.CharField(max_length=100, blank=True)  # the agency's request number
+    amount_mnt = models.BigIntegerField(null=True, blank=True)
+    due_date = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    reported_at = models.DateTimeField(null=True, blank=True)
+    report_reason = models.CharField(max_length=500, blank=True)
+    # A retried agency request with the same key gets this notification back.
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    request_digest = models.CharField(max_length=64, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["user", "seq"], name="inbox_seq_unique"),
+            models.UniqueConstraint(
+                fields=["agency", "idempotency_key"], condition=~Q(idempotency_key=""),
+                name="notification_idempotency_unique",
+            ),
         ]
-        indexes = [models.Index(fields=["user", "read_at"])]
+        indexes = [
+            models.Index(fields=["user", "read_at"]),
+            models.Index(fields=["agency", "reported_at"]),
+        ]
+
+
+class Broadcast(models.Model):
+    """One message to all citizens or to a list of register numbers, fanned out into inboxes
+    by workers in short batches (`cursor` marks where the next batch starts)."""
+
+    class Audience(models.TextChoices):
+        ALL = "all"
+        LIST = "list"
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled"
+        RUNNING = "running"
+        DONE = "done"
+        CANCELLED = "cancelled"
+
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="broadcasts")
+    category = models.CharField(max_length=32, choices=Notification.Category.choices)
+    title = models.CharField(max_length=200)
+    body = models.TextField(max_length=4000)
+    link = models.URLField(blank=True, max_length=1000)
+    reference = models.CharField(max_length=100, blank=True)
+    audience = models.CharField(max_length=8, choices=Audience.choices)
+    register_numbers = models.JSONField(default=list, blank=True)
+    starts_at = models.DateTimeField()
+    maintenance_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    total = models.IntegerField(default=0)
+    done = models.IntegerField(default=0)
+    delivered = models.IntegerField(default=0)
+    skipped = models.IntegerField(default=0)  # listed register numbers with no citizen
+    # Audience all: last user id done, and the highest id when it started (later sign-ups
+    # are not included); audience list: the index of the next register number.
+    cursor = models.BigIntegerField(default=0)
+    last_user_id = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    request_digest = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agency", "idempotency_key"], condition=~Q(idempotency_key=""),
+                name="broadcast_idempotency_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "starts_at"])]
 
 
 class DevOutboxMessage(models.Model):

@@ -1,0 +1,100 @@
+"""The web client's pages (same origin as the API and sockets) and the demo pages.
+
+The pages are static shells; frontend/static/sonor.js does the work through /api/v1 and
+the sockets. The session token lives only in an HttpOnly cookie that no script can read.
+"""
+
+from django.conf import settings
+from django.contrib.staticfiles.views import serve as staticfiles_serve
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+
+from chatserver.errors import AppError, Unauthenticated
+from identity.login.demo import demo_login_consume
+from identity.services import session_create
+from notify.models import DevOutboxMessage
+
+OUTBOX_PAGE_SIZE = 100
+
+# Everything from our own origin: no inline script, no third-party fetches. The sockets'
+# ws(s):// origin is named too, for browsers where 'self' does not cover it. The QR is shown
+# as a data: image (an SVG in an <img> runs no script and loads nothing).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws://{host} wss://{host}; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def session_cookie_set(response: HttpResponse, token: str) -> None:
+    """Put a session token in the web client's cookie: HttpOnly (no script reads it),
+    SameSite=Strict (no cross-site request carries it), Secure behind TLS."""
+    response.set_cookie(
+        settings.SONOR_SESSION_COOKIE, token,
+        max_age=settings.SONOR_SESSION_IDLE_DAYS * 86400,
+        httponly=True, secure=settings.SECURE_COOKIES, samesite="Strict",
+    )
+
+
+def _page(request: HttpRequest, template: str, context: dict[str, object] | None = None,
+          status: int = 200) -> HttpResponse:
+    response = render(request, template, {"demo": settings.SONOR_DEMO, **(context or {})},
+                      status=status)
+    # get_host() is checked against ALLOWED_HOSTS.
+    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.format(host=request.get_host())
+    response["Referrer-Policy"] = "no-referrer"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _demo_required() -> None:
+    if not settings.SONOR_DEMO:
+        raise Http404()
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    return _page(request, "app.html")
+
+
+def login_page(request: HttpRequest) -> HttpResponse:
+    return _page(request, "login.html")
+
+
+def demo_login(request: HttpRequest, token: str) -> HttpResponse:
+    """A one-time demo login link: a new session in the cookie, then the app."""
+    _demo_required()
+    try:
+        user = demo_login_consume(token=token)
+        _, session_token = session_create(
+            user=user, login_method="demo",
+            device_name=request.headers.get("User-Agent", ""),
+            ip=request.META.get("REMOTE_ADDR") or None,
+        )
+    except Unauthenticated as exc:  # unknown or used link
+        return _page(request, "error.html", {"error": exc}, status=400)
+    except AppError as exc:  # e.g. a suspended or closed account
+        return _page(request, "error.html", {"error": exc}, status=exc.status)
+    response = HttpResponseRedirect("/")
+    response["Referrer-Policy"] = "no-referrer"  # the token is in this URL
+    response["Cache-Control"] = "no-store"
+    session_cookie_set(response, session_token)
+    return response
+
+
+def dev_outbox(request: HttpRequest) -> HttpResponse:
+    """What the demo senders 'sent' (SMS codes, pushes, emails), newest first."""
+    _demo_required()
+    messages = DevOutboxMessage.objects.order_by("-created_at", "-pk")[:OUTBOX_PAGE_SIZE]
+    return _page(request, "outbox.html", {"messages": messages})
+
+
+def static_file(request: HttpRequest, path: str) -> HttpResponse:
+    """Static files (frontend/static and the admin's), served by the app itself so that one
+    process is the whole server; a reverse proxy may serve `collectstatic`'s STATIC_ROOT
+    instead. `insecure` only means "also when DEBUG is off"; lookups stay inside the
+    static directories."""
+    response = staticfiles_serve(request, path, insecure=True)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "no-cache"  # revalidate: Last-Modified gives 304s
+    return response

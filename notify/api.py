@@ -1,0 +1,169 @@
+"""Citizen API of the inbox (/api/v1/inbox...) and the data export (/api/v1/export)."""
+
+import json
+from datetime import date, datetime
+from typing import Any, Literal
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from ninja import Query, Router, Schema
+from pydantic import Field, model_validator
+
+from identity.models import DeviceSession, User
+from notify import selectors, services
+from notify.models import Notification
+
+router = Router(tags=["inbox"])
+
+CategoryName = Literal["service_request", "petition", "complaint", "payment", "system",
+                       "security", "chat"]
+
+
+class ErrorOut(Schema):
+    """Every error of the citizen and agency APIs: `code` is stable, `message` is for people,
+    `extra` holds details (field, retry_after, ...)."""
+
+    code: str
+    message: str
+    extra: dict[str, Any]
+
+
+def _user(request: HttpRequest) -> User:
+    session: DeviceSession = request.auth  # type: ignore[attr-defined]
+    return session.user
+
+
+class AgencyRef(Schema):
+    id: int
+    name: str
+
+
+class InboxItemOut(Schema):
+    id: int
+    seq: int
+    category: str
+    title: str
+    body: str
+    link: str
+    created_at: datetime
+    read_at: datetime | None
+    archived_at: datetime | None
+    agency: AgencyRef | None
+    reference: str
+    amount_mnt: int | None
+    due_date: date | None
+    maintenance_at: datetime | None
+
+    @staticmethod
+    def of(n: Notification) -> "InboxItemOut":
+        return InboxItemOut(
+            id=n.pk, seq=n.seq, category=n.category, title=n.title, body=n.body, link=n.link,
+            created_at=n.created_at, read_at=n.read_at, archived_at=n.archived_at,
+            agency=AgencyRef(id=n.agency.pk, name=n.agency.name) if n.agency else None,
+            reference=n.reference, amount_mnt=n.amount_mnt, due_date=n.due_date,
+            maintenance_at=n.broadcast.maintenance_at if n.broadcast else None,
+        )
+
+
+class InboxPageOut(Schema):
+    items: list[InboxItemOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next, older page.")
+    unread: int
+
+
+class InboxFilters(Schema):
+    cursor: str | None = Field(None, max_length=100)
+    category: CategoryName | None = None
+    unread: bool | None = None
+    agency: int | None = None
+    archived: bool = False
+    limit: int = Field(50, ge=1, le=100)
+
+
+class ReadIn(Schema):
+    """Either `ids` (at most 500) or `all: true`."""
+
+    ids: list[int] | None = Field(None, min_length=1, max_length=500)
+    all: bool = False
+
+    @model_validator(mode="after")
+    def one_of(self) -> "ReadIn":
+        if bool(self.ids) == self.all:
+            raise ValueError("give either ids or all: true")
+        return self
+
+
+class ReadOut(Schema):
+    updated: int
+    unread: int
+
+
+class ReportIn(Schema):
+    reason: str = Field(min_length=1, max_length=services.REPORT_REASON_MAX)
+
+
+class ReportOut(Schema):
+    id: int
+    reported_at: datetime
+    unread: int
+
+
+ERRORS: dict[int, type[Schema]] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut,
+                                   422: ErrorOut}
+
+
+@router.get("inbox", response={200: InboxPageOut, **ERRORS})
+def inbox(request: HttpRequest, filters: Query[InboxFilters]) -> InboxPageOut:
+    """The inbox, newest first, a page at a time. Reported notifications are not listed;
+    archived ones only with `archived=true`."""
+    user = _user(request)
+    rows, next_cursor = selectors.inbox_page(
+        user=user, cursor=filters.cursor, limit=filters.limit, category=filters.category,
+        unread=filters.unread, agency_id=filters.agency, archived=filters.archived)
+    return InboxPageOut(items=[InboxItemOut.of(n) for n in rows], next_cursor=next_cursor,
+                        unread=services.unread_count(user=user))
+
+
+@router.post("inbox/read", response={200: ReadOut, **ERRORS})
+def inbox_read(request: HttpRequest, payload: ReadIn) -> ReadOut:
+    """Mark notifications read; every device of the user gets `notify.unread`."""
+    user = _user(request)
+    if payload.all:
+        updated = services.notifications_mark_all_read(user=user)
+    else:
+        updated = services.notifications_mark_read(user=user, ids=payload.ids or [])
+    return ReadOut(updated=updated, unread=services.unread_count(user=user))
+
+
+@router.post("inbox/{notification_id}/archive", response={200: InboxItemOut, **ERRORS})
+def inbox_archive(request: HttpRequest, notification_id: int) -> InboxItemOut:
+    notification = services.notification_archive(user=_user(request),
+                                                 notification_id=notification_id)
+    return InboxItemOut.of(notification)
+
+
+@router.post("inbox/{notification_id}/report", response={200: ReportOut, **ERRORS})
+def inbox_report(request: HttpRequest, notification_id: int, payload: ReportIn) -> ReportOut:
+    """This notification was meant for someone else (misaddressed): it leaves the inbox and
+    the unread count, and the sending agency and staff see the report."""
+    user = _user(request)
+    notification = services.notification_report(user=user, notification_id=notification_id,
+                                                reason=payload.reason)
+    assert notification.reported_at is not None
+    return ReportOut(id=notification.pk, reported_at=notification.reported_at,
+                     unread=services.unread_count(user=user))
+
+
+@router.get("export", response={200: dict[str, Any], **ERRORS})
+def export(request: HttpRequest) -> HttpResponse:
+    """Everything kept about the user, as a JSON download: profile, phones, sessions, inbox,
+    access log (and whatever other packages register in notify.selectors.EXPORT_SECTIONS)."""
+    data = selectors.user_data_export(user=_user(request))
+    response = HttpResponse(json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False,
+                                       indent=1),
+                            content_type="application/json; charset=utf-8")
+    stamp = timezone.localdate().isoformat()
+    response["Content-Disposition"] = f'attachment; filename="sonor-export-{stamp}.json"'
+    response["Cache-Control"] = "no-store"
+    return response
