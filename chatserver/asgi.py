@@ -9,10 +9,14 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_application = get_asgi_application()  # sets Django up before the consumers import
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from chatserver.embedded_worker import EmbeddedWorker  # noqa: E402
 from chatserver.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_application,
     "websocket": URLRouter(websocket_urlpatterns),
 })
+if settings.SONOR_EMBEDDED_WORKER:
+    application = EmbeddedWorker(application)

@@ -179,6 +179,8 @@ SONOR_API_KEY_ROTATION_GRACE_HOURS = float(
 SONOR_BROADCAST_MAX_RECIPIENTS = int(os.environ.get("SONOR_BROADCAST_MAX_RECIPIENTS", "50000"))
 SONOR_BROADCAST_BATCH = int(os.environ.get("SONOR_BROADCAST_BATCH", "500"))
 SONOR_WORKER_SLEEP = float(os.environ.get("SONOR_WORKER_SLEEP", "1.0"))
+# Run the worker's jobs inside the server process (the embedded default: one process).
+SONOR_EMBEDDED_WORKER = _env_bool("SONOR_EMBEDDED_WORKER")
 # Planned maintenance is announced this many working days ahead (terms 13.2). Working days
 # are Monday to Friday in TIME_ZONE, less public holidays: yearly fixed dates (MM-DD) and
 # dated ones (YYYY-MM-DD: the lunar Tsagaan Sar and Chinggis Khaan's birthday move every year).

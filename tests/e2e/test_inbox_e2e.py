@@ -117,3 +117,26 @@ def test_ten_concurrent_posts_with_one_key_store_one_notification(
     user = User.objects.get(register_number="УБ99011512")
     assert list(Notification.objects.filter(user=user).values_list("id", "seq")) == [
         (results[0][1]["id"], 1)]
+
+
+async def test_embedded_server_fans_a_broadcast_out_live_without_a_worker_process(
+        live_server_factory: Any, setup: dict[str, Any]) -> None:
+    """The embedded default is one process: its own worker thread fans the broadcast out,
+    and the in-memory layer wakes the citizen's socket."""
+    server = live_server_factory(SONOR_EMBEDDED_WORKER="1", SONOR_WORKER_SLEEP="0.2")
+    ws = await connect(f"{server.ws_url}/ws/v1",
+                       additional_headers={"Authorization": f"Bearer {setup['tokens'][0]}"})
+    await ws.send(json.dumps({"type": "hello", "id": "h", "resume": {"inbox": 0}}))
+    await receive(ws, "welcome")
+
+    broadcast = {"category": "service_request", "audience": "list",
+                 "register_numbers": ["УБ99011512"], "title": "Үйлчилгээний мэдэгдэл",
+                 "body": "Таны хүсэлтийг хүлээн авлаа."}
+    status, body, _ = await asyncio.to_thread(
+        agency_post, f"{server.url}/api/agency/v1/broadcasts", setup["key"], broadcast)
+    assert status == 202, body
+
+    new = await receive(ws, "notify.new")
+    assert (new["title"], new["seq"]) == ("Үйлчилгээний мэдэгдэл", 1)
+    assert (await receive(ws, "notify.unread"))["count"] == 1
+    await ws.close()
