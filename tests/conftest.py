@@ -32,6 +32,13 @@ def _next_register_number() -> str:
     return f"УБ{born:%y%m%d}12"
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings() -> None:
+    """No persistent connections in tests: asgiref's worker threads would keep theirs open
+    and PostgreSQL could not drop the test database at the end."""
+    django_settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
 @pytest.fixture(autouse=True)
 def _fresh_channel_layer(request: pytest.FixtureRequest) -> Iterator[None]:
     """A new channel layer for every test, so that no group or queue outlives its test.
