@@ -193,7 +193,6 @@ SONOR_PUBLIC_HOLIDAYS_YEARLY = _env_list(
 SONOR_PUBLIC_HOLIDAYS = _env_list("SONOR_PUBLIC_HOLIDAYS", "")
 
 # Outside services; unset means the development outbox (the demo senders).
-SONOR_SMS_SENDER = os.environ.get("SONOR_SMS_SENDER", "")
 SONOR_SMTP_URL = os.environ.get("SONOR_SMTP_URL", "")
 SONOR_SMPP_URL = os.environ.get("SONOR_SMPP_URL", "")
 SONOR_SMS_HTTP_URL = os.environ.get("SONOR_SMS_HTTP_URL", "")
