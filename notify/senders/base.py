@@ -1,8 +1,13 @@
 """The one interface every delivery adapter (FCM push, SMS, email, demo outbox) implements.
 
-    service --OutboundMessage--> Sender.send() --SendResult--> pipeline records the attempt
+    pipeline --OutboundMessage--> Sender.send() --SendResult--> pipeline records the attempt
+                                                 (sent / retry later / failed / dead address)
+
+Senders never touch our database: the pipeline owns delivery rows, retries and expiry.
+Asynchronous delivery reports (SMS receipts) come back through a ReceiptSink.
 """
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -10,7 +15,7 @@ from typing import Protocol
 
 class SendStatus(StrEnum):
     SENT = "sent"
-    RETRY = "retry"  # try again later (quota, throttling, server error)
+    RETRY = "retry"  # try again later (quota, throttling, server error, network)
     FAILED = "failed"  # permanent failure for this message
     INVALID_ADDRESS = "invalid_address"  # the token, number or address is dead: forget it
 
@@ -18,24 +23,42 @@ class SendStatus(StrEnum):
 @dataclass(frozen=True)
 class OutboundMessage:
     kind: str  # "push", "sms" or "email"
-    address: str  # FCM token, E.164 number or email address
+    address: str  # FCM registration token, E.164 number or email address
     body: str
     title: str = ""
-    data: dict[str, str] = field(default_factory=dict)
-    collapse_key: str | None = None
-    ttl_seconds: int | None = None
+    category: str = ""  # notification category (service_request, chat, security, ...)
+    link: str = ""  # https link the notification points to
+    data: dict[str, str] = field(default_factory=dict)  # push data payload
+    collapse_key: str | None = None  # a newer push with the same key replaces this one
+    ttl_seconds: int | None = None  # remaining validity: the provider drops it after
+    language: str = "mn"  # "mn" or "en" for templated text (email)
+    unsubscribe_url: str = ""  # email: one-click List-Unsubscribe (RFC 8058)
+    dedupe_key: str = ""  # the pipeline's delivery key, for logs and provider references
 
 
 @dataclass(frozen=True)
 class SendResult:
     status: SendStatus
-    provider_id: str = ""
+    provider_id: str = ""  # the provider's message id (SMS receipts refer to it)
     detail: str = ""
-    retry_after: float | None = None
+    retry_after: float | None = None  # seconds, when the provider said
     parts: int = 1  # SMS parts billed
+
+
+# An asynchronous delivery report: (provider_id, final status, detail).
+ReceiptSink = Callable[[str, SendStatus, str], None]
 
 
 class Sender(Protocol):
     kind: str
 
     async def send(self, message: OutboundMessage) -> SendResult: ...
+
+
+async def send_many(sender: Sender, messages: Sequence[OutboundMessage]) -> list[SendResult]:
+    """Send a chunk; senders with a batch path (FCM) provide `send_many` themselves."""
+    batch = getattr(sender, "send_many", None)
+    if batch is not None:
+        results: list[SendResult] = await batch(messages)
+        return results
+    return [await sender.send(message) for message in messages]
