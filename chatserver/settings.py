@@ -160,6 +160,8 @@ SONOR_QR_TOKEN_TTL = int(os.environ.get("SONOR_QR_TOKEN_TTL", "60"))
 SONOR_QR_ROTATE_EVERY = int(os.environ.get("SONOR_QR_ROTATE_EVERY", "30"))
 SONOR_SESSION_IDLE_DAYS = int(os.environ.get("SONOR_SESSION_IDLE_DAYS", "90"))
 
+# Where citizens reach this server (links in emails).
+SONOR_PUBLIC_URL = os.environ.get("SONOR_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 SONOR_METRICS_FROM = _env_list("SONOR_METRICS_FROM", "127.0.0.1,::1")
 
 # Socket limits.
@@ -191,6 +193,21 @@ SONOR_PUBLIC_HOLIDAYS_YEARLY = _env_list(
     "01-01,03-08,06-01,07-11,07-12,07-13,07-14,07-15,11-26,12-29",
 )
 SONOR_PUBLIC_HOLIDAYS = _env_list("SONOR_PUBLIC_HOLIDAYS", "")
+
+# Delivery pipeline: validity per category (hours; SMS operators keep a message 96 h),
+# SMS escalation (send only if still unread after N minutes; 0 = at once), retries.
+SONOR_DELIVERY_VALIDITY_HOURS = {"default": 96, "chat": 24, "security": 24}
+SONOR_SMS_ESCALATION_MINUTES = {
+    category: int(minutes)
+    for category, _, minutes in (
+        item.partition(":") for item in _env_list("SONOR_SMS_ESCALATION_MINUTES", "payment:30")
+    )
+}
+SONOR_DELIVERY_BATCH = int(os.environ.get("SONOR_DELIVERY_BATCH", "50"))
+SONOR_DELIVERY_LEASE_SECONDS = int(os.environ.get("SONOR_DELIVERY_LEASE_SECONDS", "60"))
+SONOR_DELIVERY_MAX_ATTEMPTS = int(os.environ.get("SONOR_DELIVERY_MAX_ATTEMPTS", "12"))
+SONOR_DELIVERY_RETRY_BASE_SECONDS = float(os.environ.get("SONOR_DELIVERY_RETRY_BASE", "10"))
+SONOR_DELIVERY_RETRY_CAP_SECONDS = float(os.environ.get("SONOR_DELIVERY_RETRY_CAP", "3600"))
 
 # Outside services; unset means the development outbox (the demo senders).
 SONOR_SMTP_URL = os.environ.get("SONOR_SMTP_URL", "")

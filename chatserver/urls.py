@@ -6,11 +6,13 @@ from chatserver.metrics import metrics_view
 from chatserver.views import healthz, readyz
 from chatserver.web import demo_login, dev_outbox, index, login_page, static_file
 from notify.agency_api import agency_api
+from notify.views import email_verify_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", citizen_api.urls),
     path("api/agency/v1/", agency_api.urls),
+    path("email/verify/<str:token>", email_verify_view, name="email_verify"),
     path("healthz", healthz),
     path("readyz", readyz),
     path("metrics", metrics_view),

@@ -162,3 +162,115 @@ class DevOutboxMessage(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["address", "-created_at"])]
+
+
+class Device(models.Model):
+    """A push target: an FCM registration token of one app install (one per session)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="push_devices")
+    session = models.ForeignKey("identity.DeviceSession", null=True, blank=True,
+                                on_delete=models.CASCADE, related_name="push_devices")
+    token = models.CharField(max_length=4096)
+    token_hash = models.CharField(max_length=64, unique=True)  # FCM tokens are long
+    platform = models.CharField(max_length=16)  # android, ios, web
+    name = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class NotifySettings(models.Model):
+    """A citizen's delivery settings beyond the per-category switches."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                primary_key=True, related_name="notify_settings")
+    quiet_start = models.TimeField(null=True, blank=True)  # Asia/Ulaanbaatar wall clock
+    quiet_end = models.TimeField(null=True, blank=True)
+    private_previews = models.BooleanField(default=False)  # pushes without message text
+    email = models.EmailField(blank=True)
+    email_verified_at = models.DateTimeField(null=True, blank=True)
+    email_token_hash = models.CharField(max_length=64, blank=True)
+    language = models.CharField(max_length=2, default="mn")
+
+
+class Preference(models.Model):
+    """One switch: category x channel. Missing rows mean the default (push on, others off)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="notify_preferences")
+    category = models.CharField(max_length=32, choices=Notification.Category.choices)
+    channel = models.CharField(max_length=8)  # push, sms, email
+    enabled = models.BooleanField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "category", "channel"],
+                                               name="preference_unique")]
+
+
+class AgencyMute(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="agency_mutes")
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "agency"],
+                                               name="agency_mute_unique")]
+
+
+class PreferenceChange(models.Model):
+    """Every change of a citizen's delivery choices, for their history and for support."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="preference_changes")
+    what = models.CharField(max_length=100)
+    value = models.CharField(max_length=320)
+    source = models.CharField(max_length=32)  # api, email_unsubscribe, ...
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Delivery(models.Model):
+    """The transactional outbox: one row per notification, channel and address, written in
+    the notification's transaction and sent by workers."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # waiting for next_attempt_at (first try, retry, quiet hours)
+        SENDING = "sending"  # leased by a worker until lease_until
+        SENT = "sent"
+        FAILED = "failed"  # permanent failure or out of attempts: a dead letter
+        INVALID = "invalid"  # the address is dead
+        EXPIRED = "expired"  # not sent within its validity
+        CANCELLED = "cancelled"  # read elsewhere first, or preferences changed
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE,
+                                     related_name="deliveries")
+    channel = models.CharField(max_length=8)
+    address = models.CharField(max_length=4096)
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.SET_NULL)
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    escalation = models.BooleanField(default=False)  # send only if still unread by then
+    next_attempt_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    lease_until = models.DateTimeField(null=True, blank=True)
+    leased_by = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    provider_id = models.CharField(max_length=200, blank=True)
+    parts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(fields=["provider_id"]),
+        ]
+
+
+class DeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    worker = models.CharField(max_length=64)
+    status = models.CharField(max_length=16)
+    detail = models.CharField(max_length=500, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()

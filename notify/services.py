@@ -27,6 +27,7 @@ from chatserver.realtime import publish_many_on_commit, publish_on_commit, user_
 from identity.domain import register_parse
 from identity.models import User
 from identity.services import access_log_record
+from notify.delivery import deliveries_cancel_on_read, deliveries_plan
 from notify.errors import CitizenNotFound, IdempotencyKeyReused, NotificationNotFound
 from notify.models import Agency, Broadcast, InboxState, Notification
 from notify.senders.base import OutboundMessage, SendResult
@@ -83,9 +84,11 @@ def notification_create(
         agency=agency, reference=reference, amount_mnt=amount_mnt, due_date=due_date,
         idempotency_key=idempotency_key, request_digest=request_digest,
     )
+    deliveries = deliveries_plan(notification=notification)
     publish_on_commit(user_group(user.pk), notification_frame(notification))
     _unread_publish_on_commit(user=user)
-    log.info("notification %s seq %s (%s) for user %s", notification.pk, seq, category, user.pk)
+    log.info("notification %s seq %s (%s) for user %s, %s deliveries", notification.pk, seq,
+             category, user.pk, len(deliveries))
     return notification
 
 
@@ -103,9 +106,11 @@ def sms_send_now(*, to: str, text: str) -> SendResult:
 @transaction.atomic
 def notifications_mark_read(*, user: User, ids: list[int]) -> int:
     """Mark the user's own notifications read; every device gets the new unread count."""
-    updated = Notification.objects.filter(user=user, pk__in=ids, read_at__isnull=True).update(
-        read_at=timezone.now())
+    unread = list(Notification.objects.filter(user=user, pk__in=ids, read_at__isnull=True)
+                  .values_list("pk", flat=True))
+    updated = Notification.objects.filter(pk__in=unread).update(read_at=timezone.now())
     if updated:
+        deliveries_cancel_on_read(notification_ids=unread)
         _unread_publish_on_commit(user=user)
     return updated
 
@@ -113,9 +118,11 @@ def notifications_mark_read(*, user: User, ids: list[int]) -> int:
 @transaction.atomic
 def notifications_mark_all_read(*, user: User) -> int:
     """Mark everything in the user's inbox read; every device gets the new unread count."""
-    updated = Notification.objects.filter(user=user, read_at__isnull=True).update(
-        read_at=timezone.now())
+    unread = list(Notification.objects.filter(user=user, read_at__isnull=True)
+                  .values_list("pk", flat=True))
+    updated = Notification.objects.filter(pk__in=unread).update(read_at=timezone.now())
     if updated:
+        deliveries_cancel_on_read(notification_ids=unread)
         _unread_publish_on_commit(user=user)
     return updated
 

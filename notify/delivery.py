@@ -1,0 +1,230 @@
+"""The delivery pipeline: a transactional outbox sent by workers.
+
+    notification_create --(same transaction)--> deliveries_plan: Delivery rows per channel
+    worker job deliveries_process:
+        claim due rows (SKIP LOCKED on PostgreSQL; a lease, so a killed worker's rows return)
+        -> expired? cancelled by a read? -> Sender.send() -> record the attempt at once
+        -> sent | retry later (backoff + jitter) | failed (dead letter) | invalid address
+
+Preferences decide the channels (push on, SMS and email opt-in, security push locked on);
+quiet hours (Asia/Ulaanbaatar) defer push and SMS; SMS may be an escalation sent only if
+the notification is still unread after N minutes.
+"""
+
+import logging
+import os
+import random
+import socket
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from identity.services import phone_current, token_hash
+from notify.models import (
+    AgencyMute,
+    Delivery,
+    DeliveryAttempt,
+    Device,
+    Notification,
+    NotifySettings,
+    Preference,
+)
+from notify.senders.base import OutboundMessage, SendResult, SendStatus
+from notify.senders.registry import sender_for
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("push", "sms", "email")
+DEFAULT_ENABLED = {"push": True, "sms": False, "email": False}
+LOCKED_ON = {("security", "push")}
+LOCAL_TZ = ZoneInfo("Asia/Ulaanbaatar")
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def channel_enabled(*, prefs: dict[str, bool], category: str, channel: str) -> bool:
+    if (category, channel) in LOCKED_ON:
+        return True
+    return prefs.get(channel, DEFAULT_ENABLED[channel])
+
+
+def quiet_hours_end(*, notify_settings: NotifySettings | None, now: datetime) -> datetime | None:
+    """When the user's quiet hours end, if `now` falls inside them."""
+    if notify_settings is None or notify_settings.quiet_start is None \
+            or notify_settings.quiet_end is None:
+        return None
+    start, end = notify_settings.quiet_start, notify_settings.quiet_end
+    local = now.astimezone(LOCAL_TZ)
+    clock = local.time()
+    inside = (start <= clock < end) if start < end else (clock >= start or clock < end)
+    if not inside:
+        return None
+    end_at = datetime.combine(local.date(), end, tzinfo=LOCAL_TZ)
+    if end_at <= local:
+        end_at += timedelta(days=1)
+    return end_at
+
+
+def _validity(category: str) -> timedelta:
+    hours = settings.SONOR_DELIVERY_VALIDITY_HOURS.get(
+        category, settings.SONOR_DELIVERY_VALIDITY_HOURS["default"])
+    return timedelta(hours=hours)
+
+
+def deliveries_plan(*, notification: Notification) -> list[Delivery]:
+    """Outbox rows for a new notification; the caller holds its transaction."""
+    user = notification.user
+    category = notification.category
+    if notification.agency_id and category != "security" and AgencyMute.objects.filter(
+            user=user, agency_id=notification.agency_id).exists():
+        return []
+    now = timezone.now()
+    prefs = dict(Preference.objects.filter(user=user, category=category)
+                 .values_list("channel", "enabled"))
+    notify_settings = NotifySettings.objects.filter(user=user).first()
+    quiet_until = None if category == "security" else quiet_hours_end(
+        notify_settings=notify_settings, now=now)
+    expires_at = now + _validity(category)
+    rows: list[Delivery] = []
+
+    def add(channel: str, address: str, key: str, *, device: Device | None = None,
+            not_before: datetime | None = None, escalation: bool = False) -> None:
+        rows.append(Delivery(
+            notification=notification, channel=channel, address=address, device=device,
+            dedupe_key=f"n{notification.pk}:{channel}:{key}", escalation=escalation,
+            next_attempt_at=max(filter(None, [now, not_before])), expires_at=expires_at))
+
+    if channel_enabled(prefs=prefs, category=category, channel="push"):
+        # A logged-out device gets nothing: its session is revoked.
+        for device in Device.objects.filter(user=user, session__revoked_at__isnull=True):
+            add("push", device.token, str(device.pk), device=device, not_before=quiet_until)
+    if channel_enabled(prefs=prefs, category=category, channel="sms"):
+        phone = phone_current(user=user)
+        if phone:
+            minutes = settings.SONOR_SMS_ESCALATION_MINUTES.get(category, 0)
+            escalate_at = now + timedelta(minutes=minutes) if minutes else None
+            later = max(filter(None, [quiet_until, escalate_at]), default=None)
+            add("sms", phone, phone, not_before=later, escalation=bool(minutes))
+    if channel_enabled(prefs=prefs, category=category, channel="email") and notify_settings \
+            and notify_settings.email and notify_settings.email_verified_at:
+        add("email", notify_settings.email, token_hash(notify_settings.email)[:16])
+    Delivery.objects.bulk_create(rows)
+    return rows
+
+
+def deliveries_cancel_on_read(*, notification_ids: list[int]) -> int:
+    """A notification read anywhere needs no push or SMS any more."""
+    return Delivery.objects.filter(
+        notification_id__in=notification_ids, channel__in=("push", "sms"),
+        status=Delivery.Status.PENDING,
+    ).update(status=Delivery.Status.CANCELLED, finished_at=timezone.now())
+
+
+# ---- the worker's side ---------------------------------------------------------------------
+
+def deliveries_claim(*, limit: int, worker_id: str = WORKER_ID) -> list[Delivery]:
+    """Lease up to `limit` due rows: pending ones whose time has come and leased ones whose
+    worker died (its lease ran out)."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = Delivery.objects.filter(
+            Q(status=Delivery.Status.PENDING, next_attempt_at__lte=now)
+            | Q(status=Delivery.Status.SENDING, lease_until__lt=now)
+        ).order_by("next_attempt_at", "pk")
+        if connection.vendor == "postgresql":
+            due = due.select_for_update(skip_locked=True)
+        ids = list(due.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return []
+        Delivery.objects.filter(pk__in=ids).update(
+            status=Delivery.Status.SENDING, leased_by=worker_id,
+            lease_until=now + timedelta(seconds=settings.SONOR_DELIVERY_LEASE_SECONDS))
+    return list(Delivery.objects.filter(pk__in=ids).select_related("notification",
+                                                                  "notification__user"))
+
+
+def _finish(delivery: Delivery, worker_id: str, status: str, **fields: object) -> bool:
+    """Record an outcome only while we still hold the lease (never over another worker)."""
+    now = timezone.now()
+    terminal = status not in (Delivery.Status.PENDING,)
+    updated = Delivery.objects.filter(
+        pk=delivery.pk, status=Delivery.Status.SENDING, leased_by=worker_id,
+    ).update(status=status, lease_until=None,
+             finished_at=now if terminal else None, **fields)
+    return bool(updated)
+
+
+def _outbound(delivery: Delivery) -> OutboundMessage:
+    notification = delivery.notification
+    notify_settings = NotifySettings.objects.filter(user_id=notification.user_id).first()
+    private = bool(notify_settings and notify_settings.private_previews)
+    remaining = int((delivery.expires_at - timezone.now()).total_seconds())
+    return OutboundMessage(
+        kind=delivery.channel, address=delivery.address,
+        title=notification.title,
+        body="" if private and delivery.channel == "push" else notification.body,
+        category=notification.category, link=notification.link,
+        data={"notification_id": str(notification.pk), "seq": str(notification.seq)},
+        collapse_key=f"n{notification.pk}", ttl_seconds=max(0, remaining),
+        language=notify_settings.language if notify_settings else "mn",
+        dedupe_key=delivery.dedupe_key,
+    )
+
+
+def _retry_delay(attempts: int, retry_after: float | None) -> timedelta:
+    if retry_after:
+        return timedelta(seconds=retry_after)
+    base = min(settings.SONOR_DELIVERY_RETRY_CAP_SECONDS,
+               settings.SONOR_DELIVERY_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=base * random.uniform(0.5, 1.5))  # jitter spreads retries
+
+
+def delivery_record(*, delivery: Delivery, result: SendResult, started_at: datetime,
+                    worker_id: str = WORKER_ID) -> None:
+    """Write one send's outcome and its attempt row."""
+    now = timezone.now()
+    attempts = delivery.attempts + 1
+    with transaction.atomic():
+        if result.status == SendStatus.SENT:
+            _finish(delivery, worker_id, Delivery.Status.SENT, attempts=attempts,
+                    sent_at=now, provider_id=result.provider_id[:200], parts=result.parts)
+        elif result.status == SendStatus.RETRY and attempts < settings.SONOR_DELIVERY_MAX_ATTEMPTS:
+            _finish(delivery, worker_id, Delivery.Status.PENDING, attempts=attempts,
+                    last_error=result.detail[:500],
+                    next_attempt_at=now + _retry_delay(attempts, result.retry_after))
+        elif result.status == SendStatus.INVALID_ADDRESS:
+            _finish(delivery, worker_id, Delivery.Status.INVALID, attempts=attempts,
+                    last_error=result.detail[:500])
+            if delivery.device_id:  # a dead FCM token: forget the device
+                Device.objects.filter(pk=delivery.device_id).delete()
+        else:
+            _finish(delivery, worker_id, Delivery.Status.FAILED, attempts=attempts,
+                    last_error=result.detail[:500] or "out of attempts")
+        DeliveryAttempt.objects.create(delivery=delivery, worker=worker_id,
+                                       status=result.status, detail=result.detail[:500],
+                                       started_at=started_at, finished_at=now)
+    log.info("delivery %s (%s) attempt %s: %s %s", delivery.pk, delivery.channel, attempts,
+             result.status, result.detail)
+
+
+def deliveries_process(*, batch_size: int | None = None, worker_id: str = WORKER_ID) -> bool:
+    """One unit of the worker: claim a batch, send each, record each at once. Whether any
+    row was claimed."""
+    claimed = deliveries_claim(limit=batch_size or settings.SONOR_DELIVERY_BATCH,
+                               worker_id=worker_id)
+    for delivery in claimed:
+        now = timezone.now()
+        if delivery.expires_at <= now:
+            _finish(delivery, worker_id, Delivery.Status.EXPIRED)
+            log.info("delivery %s expired unsent", delivery.pk)
+            continue
+        if delivery.channel in ("push", "sms") and delivery.notification.read_at is not None:
+            _finish(delivery, worker_id, Delivery.Status.CANCELLED)
+            continue
+        result = async_to_sync(sender_for(delivery.channel).send)(_outbound(delivery))
+        delivery_record(delivery=delivery, result=result, started_at=now, worker_id=worker_id)
+    return bool(claimed)

@@ -1,0 +1,99 @@
+"""Citizen API: delivery preferences and push devices."""
+
+from datetime import time
+
+from django.http import HttpRequest
+from ninja import Router, Schema
+from pydantic import Field
+
+from identity.models import DeviceSession
+from notify import preferences
+
+router = Router(tags=["preferences"])
+
+
+def _session(request: HttpRequest) -> DeviceSession:
+    return request.auth  # type: ignore[attr-defined, no-any-return]
+
+
+class QuietHours(Schema):
+    start: time
+    end: time
+
+
+class PreferencesOut(Schema):
+    channels: dict[str, dict[str, bool]]
+    locked: list[str]
+    quiet_hours: QuietHours | None
+    private_previews: bool
+    email: str
+    email_verified: bool
+    language: str
+    muted_agencies: list[int]
+
+
+class PreferencesIn(Schema):
+    channels: dict[str, dict[str, bool]] | None = None
+    quiet_hours: QuietHours | None = Field(None, description="null clears them")
+    private_previews: bool | None = None
+    language: str | None = None
+    muted_agencies: list[int] | None = Field(None, max_length=500)
+    email: str | None = Field(None, max_length=254,
+                              description="a confirmation link is sent to it")
+
+
+class DeviceIn(Schema):
+    token: str = Field(min_length=10, max_length=4096)
+    platform: str
+    name: str = Field("", max_length=120)
+
+
+class DeviceOut(Schema):
+    id: int
+    platform: str
+    name: str
+
+
+def _out(user_preferences: preferences.PreferencesView) -> PreferencesOut:
+    view = user_preferences
+    quiet = (QuietHours(start=view.quiet_start, end=view.quiet_end)
+             if view.quiet_start and view.quiet_end else None)
+    return PreferencesOut(channels=view.channels, locked=view.locked, quiet_hours=quiet,
+                          private_previews=view.private_previews, email=view.email,
+                          email_verified=view.email_verified, language=view.language,
+                          muted_agencies=view.muted_agencies)
+
+
+@router.get("preferences", response=PreferencesOut)
+def preferences_read(request: HttpRequest) -> PreferencesOut:
+    return _out(preferences.preferences_get(user=_session(request).user))
+
+
+@router.put("preferences", response=PreferencesOut)
+def preferences_write(request: HttpRequest, payload: PreferencesIn) -> PreferencesOut:
+    user = _session(request).user
+    sent = payload.model_dump(exclude_unset=True)
+    quiet: tuple[time, time] | None | bool = False
+    if "quiet_hours" in sent:
+        quiet = (payload.quiet_hours.start, payload.quiet_hours.end) \
+            if payload.quiet_hours else None
+    preferences.preferences_update(
+        user=user, channels=payload.channels, quiet_hours=quiet,
+        private_previews=payload.private_previews, language=payload.language,
+        muted_agencies=payload.muted_agencies)
+    if payload.email:
+        preferences.email_set(user=user, email=payload.email)
+    return _out(preferences.preferences_get(user=user))
+
+
+@router.post("devices", response={201: DeviceOut})
+def device_add(request: HttpRequest, payload: DeviceIn) -> tuple[int, DeviceOut]:
+    device = preferences.device_register(session=_session(request), token=payload.token,
+                                         platform=payload.platform, name=payload.name)
+    return 201, DeviceOut(id=device.pk, platform=device.platform, name=device.name)
+
+
+@router.delete("devices/{int:device_id}", response={204: None})
+def device_remove(request: HttpRequest, device_id: int) -> tuple[int, None]:
+    preferences.device_delete(user=_session(request).user, device_id=device_id)
+    return 204, None
