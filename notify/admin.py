@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.html import escape
 
 from notify import agency_services, services
-from notify.models import Agency, AgencyApiKey, Broadcast, Notification
+from notify.models import Agency, AgencyApiKey, Broadcast, Delivery, Notification
 
 
 def _key_page(request: HttpRequest, agency: Agency, keys: list[str]) -> HttpResponse:
@@ -125,3 +125,27 @@ class BroadcastAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    """Dead letters (status failed) and everything else the pipeline did, for staff."""
+
+    list_display = ("id", "notification_id", "channel", "status", "attempts", "last_error",
+                    "next_attempt_at", "sent_at")
+    list_filter = ("status", "channel")
+    exclude = ("address",)  # the citizen's number, email or push token
+    readonly_fields = ("notification", "channel", "device", "dedupe_key", "status",
+                       "escalation", "next_attempt_at", "expires_at", "lease_until",
+                       "leased_by", "attempts", "provider_id", "parts", "last_error",
+                       "created_at", "sent_at", "finished_at")
+    actions = ("retry_now",)
+
+    @admin.action(description="Retry now (failed deliveries still within validity)")
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        from django.utils import timezone
+
+        now = timezone.now()
+        count = queryset.filter(status=Delivery.Status.FAILED, expires_at__gt=now).update(
+            status=Delivery.Status.PENDING, next_attempt_at=now, attempts=0, finished_at=None)
+        messages.success(request, f"{count} deliveries queued again.")

@@ -120,8 +120,8 @@ class AttemptOut(Schema):
 
 
 class ChannelStatusOut(Schema):
-    """One delivery channel. `inbox` is always there; push, sms and email follow with the
-    delivery pipeline."""
+    """One delivery channel: `inbox` always, then one entry per push, SMS or email delivery
+    the citizen's preferences asked for."""
 
     channel: str
     status: str
@@ -130,6 +130,10 @@ class ChannelStatusOut(Schema):
     archived_at: datetime | None = None
     reported_at: datetime | None = None
     report_reason: str | None = None
+    sent_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    expires_at: datetime | None = None
+    parts: int | None = Field(None, description="SMS parts billed")
     attempts: list[AttemptOut]
 
 
@@ -194,7 +198,8 @@ def _status_of(n: Notification) -> NotificationStatusOut:
     return NotificationStatusOut(
         id=n.pk, reference=n.reference, category=n.category, title=n.title,
         created_at=n.created_at, reported=n.reported_at is not None,
-        channels=[ChannelStatusOut(**inbox)])
+        channels=[ChannelStatusOut(**inbox)] + [
+            ChannelStatusOut(**row) for row in selectors.delivery_channels_status(n)])
 
 
 @agency_api.post("notifications", response={202: NotificationAccepted, **ERRORS},

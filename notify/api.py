@@ -39,6 +39,14 @@ class AgencyRef(Schema):
     name: str
 
 
+class DeliveryOut(Schema):
+    """How a copy of this notification went out by push, SMS or email."""
+
+    channel: str
+    status: str
+    sent_at: datetime | None
+
+
 class InboxItemOut(Schema):
     id: int
     seq: int
@@ -54,6 +62,7 @@ class InboxItemOut(Schema):
     amount_mnt: int | None
     due_date: date | None
     maintenance_at: datetime | None
+    deliveries: list[DeliveryOut]
 
     @staticmethod
     def of(n: Notification) -> "InboxItemOut":
@@ -63,6 +72,8 @@ class InboxItemOut(Schema):
             agency=AgencyRef(id=n.agency.pk, name=n.agency.name) if n.agency else None,
             reference=n.reference, amount_mnt=n.amount_mnt, due_date=n.due_date,
             maintenance_at=n.broadcast.maintenance_at if n.broadcast else None,
+            deliveries=[DeliveryOut(channel=d.channel, status=d.status, sent_at=d.sent_at)
+                        for d in n.deliveries.all()],
         )
 
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from identity.models import AccessLogEntry, DeviceSession, PhoneNumber, User
 from notify.errors import BroadcastNotFound, InvalidCursor, NotificationNotFound
-from notify.models import Agency, Broadcast, InboxState, Notification
+from notify.models import Agency, Broadcast, Delivery, InboxState, Notification
 
 
 def inbox_seq(*, user: User) -> int:
@@ -53,7 +53,8 @@ def inbox_page(
     rows: QuerySet[Notification] = (
         Notification.objects.filter(user=user, reported_at__isnull=True,
                                     archived_at__isnull=not archived)
-        .select_related("agency", "broadcast").order_by("-seq")
+        .select_related("agency", "broadcast").prefetch_related("deliveries")
+        .order_by("-seq")
     )
     if cursor:
         rows = rows.filter(seq__lt=inbox_cursor_decode(cursor))
@@ -99,6 +100,24 @@ def inbox_delivery_status(notification: Notification) -> dict[str, Any]:
         # The inbox is written once, in the same transaction as the notification.
         "attempts": [{"at": notification.created_at, "status": "stored", "detail": ""}],
     }
+
+
+def delivery_channels_status(notification: Notification) -> list[dict[str, Any]]:
+    """Push, SMS and email deliveries of a notification with their attempts; addresses
+    stay out (the agency sees how it went, not the citizen's number or tokens)."""
+    rows = []
+    for delivery in notification.deliveries.order_by("channel", "pk").prefetch_related(
+            "attempt_log"):
+        rows.append({
+            "channel": delivery.channel, "status": delivery.status,
+            "stored_at": delivery.created_at, "sent_at": delivery.sent_at,
+            "next_attempt_at": delivery.next_attempt_at
+            if delivery.status == Delivery.Status.PENDING else None,
+            "expires_at": delivery.expires_at, "parts": delivery.parts or None,
+            "attempts": [{"at": a.finished_at, "status": a.status, "detail": a.detail}
+                         for a in delivery.attempt_log.order_by("pk")],
+        })
+    return rows
 
 
 def broadcast_get(*, agency: Agency, broadcast_id: int) -> Broadcast:

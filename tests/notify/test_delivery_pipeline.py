@@ -234,3 +234,25 @@ def test_two_workers_send_each_delivery_exactly_once(make_citizen: Any, make_tok
     assert not errors
     assert Delivery.objects.filter(status="sent").count() == 100
     assert len(outbox("push")) == 100
+
+
+def test_delivery_status_shows_to_the_agency_and_on_the_inbox_item(
+        phone_app: tuple[User, JsonClient], agency_client: JsonClient) -> None:
+    user, client = phone_app
+    response = agency_client.post("/api/agency/v1/notifications", {
+        "register_number": user.register_number, "category": "service_request",
+        "title": "Лавлагаа бэлэн", "body": "Таны лавлагаа бэлэн боллоо."})
+    assert response.status_code == 202, response.content
+    notification_id = response.json()["id"]
+    status_url = f"/api/agency/v1/notifications/{notification_id}"
+    channels = {c["channel"]: c for c in agency_client.get(status_url).json()["channels"]}
+    assert channels["push"]["status"] == "pending" and channels["push"]["attempts"] == []
+
+    run_worker_until_idle()
+
+    push = {c["channel"]: c for c in agency_client.get(status_url).json()["channels"]}["push"]
+    assert push["status"] == "sent" and push["sent_at"]
+    assert [a["status"] for a in push["attempts"]] == ["sent"]
+    assert "fcm-token" not in str(push)  # the citizen's addresses stay private
+    item = client.get("/api/v1/inbox").json()["items"][0]
+    assert [(d["channel"], d["status"]) for d in item["deliveries"]] == [("push", "sent")]
