@@ -6,6 +6,7 @@ from chatserver.metrics import metrics_view
 from chatserver.views import healthz, readyz
 from chatserver.web import demo_login, dev_outbox, index, login_page, static_file
 from notify.agency_api import agency_api
+from notify.unsubscribe import email_unsubscribe
 from notify.views import email_verify_view
 
 urlpatterns = [
@@ -21,4 +22,5 @@ urlpatterns = [
     path("demo/login/<str:token>", demo_login, name="demo_login"),
     path("demo/outbox", dev_outbox, name="dev_outbox"),
     path("static/<path:path>", static_file, name="static"),
+    path("email/unsubscribe/<str:token>", email_unsubscribe, name="email_unsubscribe"),
 ]

@@ -34,22 +34,15 @@ from notify.models import (
     NotifySettings,
     Preference,
 )
+from notify.preferences import channel_enabled
 from notify.senders.base import OutboundMessage, SendResult, SendStatus
 from notify.senders.registry import sender_for
+from notify.unsubscribe import unsubscribe_url
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("push", "sms", "email")
-DEFAULT_ENABLED = {"push": True, "sms": False, "email": False}
-LOCKED_ON = {("security", "push")}
 LOCAL_TZ = ZoneInfo("Asia/Ulaanbaatar")
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
-
-
-def channel_enabled(*, prefs: dict[str, bool], category: str, channel: str) -> bool:
-    if (category, channel) in LOCKED_ON:
-        return True
-    return prefs.get(channel, DEFAULT_ENABLED[channel])
 
 
 def quiet_hours_end(*, notify_settings: NotifySettings | None, now: datetime) -> datetime | None:
@@ -171,6 +164,9 @@ def _outbound(delivery: Delivery) -> OutboundMessage:
         data={"notification_id": str(notification.pk), "seq": str(notification.seq)},
         collapse_key=f"n{notification.pk}", ttl_seconds=max(0, remaining),
         language=notify_settings.language if notify_settings else "mn",
+        unsubscribe_url=unsubscribe_url(user_id=notification.user_id,
+                                        category=notification.category)
+        if delivery.channel == "email" else "",
         dedupe_key=delivery.dedupe_key,
     )
 

@@ -16,7 +16,6 @@ from django.utils import timezone
 from chatserver.errors import InvalidInput, NotFound
 from identity.models import DeviceSession, User
 from identity.services import token_hash
-from notify.delivery import CHANNELS, DEFAULT_ENABLED, LOCKED_ON
 from notify.models import (
     Agency,
     AgencyMute,
@@ -31,6 +30,16 @@ from notify.senders.registry import sender_for
 
 log = logging.getLogger(__name__)
 CATEGORIES = [c.value for c in Notification.Category]
+CHANNELS = ("push", "sms", "email")
+DEFAULT_ENABLED = {"push": True, "sms": False, "email": False}
+LOCKED_ON = {("security", "push")}
+
+
+def channel_enabled(*, prefs: dict[str, bool], category: str, channel: str) -> bool:
+    """Whether a category reaches a channel, given the user's stored switches for it."""
+    if (category, channel) in LOCKED_ON:
+        return True
+    return prefs.get(channel, DEFAULT_ENABLED[channel])
 
 
 @dataclass

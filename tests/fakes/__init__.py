@@ -1,0 +1,1 @@
+"""Outside services replaced by servers that speak their protocol."""
