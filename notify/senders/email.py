@@ -17,6 +17,7 @@ TLS required): neither the password nor the message is ever sent in clear.
 One connection per `send`; `send_many` sends a batch over one connection.
 """
 
+import hashlib
 import logging
 import re
 import ssl
@@ -144,7 +145,11 @@ class SmtpSender:
         email["From"] = self.from_address
         email["To"] = to or message.address
         email["Date"] = format_datetime(datetime.now(UTC))
-        email["Message-ID"] = make_msgid(domain=self.domain)
+        # A resend of the same delivery (after a crash) keeps its Message-ID, so that mail
+        # systems can drop the duplicate.
+        email["Message-ID"] = (
+            f"<{hashlib.sha256(message.dedupe_key.encode()).hexdigest()[:32]}@{self.domain}>"
+            if message.dedupe_key else make_msgid(domain=self.domain))
         email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
         email["X-Auto-Response-Suppress"] = "All"
         if message.unsubscribe_url:

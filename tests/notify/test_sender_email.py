@@ -399,3 +399,15 @@ def test_a_post_without_the_one_click_body_changes_nothing(
     assert opt_outs() == []
 
 
+
+
+@pytest.mark.django_db
+def test_a_resent_delivery_keeps_its_message_id(smtp_server: FakeSmtpServer) -> None:
+    sender = SmtpSender.from_url(smtp_server.url())
+    for _ in range(2):
+        result = async_to_sync(sender.send)(outbound(dedupe_key="n7:email:abc"))
+        assert result.status == SendStatus.SENT
+    first, second = smtp_server.received
+    assert first.message["Message-ID"] == second.message["Message-ID"]
+    other = async_to_sync(sender.send)(outbound(dedupe_key="n8:email:abc"))
+    assert other.provider_id != first.message["Message-ID"]
