@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from identity.services import phone_current, token_hash
@@ -37,6 +37,7 @@ from notify.models import (
 from notify.preferences import channel_enabled
 from notify.senders.base import OutboundMessage, SendResult, SendStatus
 from notify.senders.registry import sender_for
+from notify.sms_parts import sms_encode_parts
 from notify.unsubscribe import unsubscribe_url
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,8 @@ def deliveries_claim(*, limit: int, worker_id: str = WORKER_ID) -> list[Delivery
         Delivery.objects.filter(pk__in=ids).update(
             status=Delivery.Status.SENDING, leased_by=worker_id,
             lease_until=now + timedelta(seconds=settings.SONOR_DELIVERY_LEASE_SECONDS))
-    return list(Delivery.objects.filter(pk__in=ids).select_related("notification",
-                                                                  "notification__user"))
+    return list(Delivery.objects.filter(pk__in=ids).select_related(
+        "notification", "notification__user", "notification__agency"))
 
 
 def _finish(delivery: Delivery, worker_id: str, status: str, **fields: object) -> bool:
@@ -207,6 +208,23 @@ def delivery_record(*, delivery: Delivery, result: SendResult, started_at: datet
              result.status, result.detail)
 
 
+def _sms_budget_exhausted_until(delivery: Delivery) -> datetime | None:
+    """Local midnight, if this SMS would take its agency past today's budget of parts.
+    Workers racing at the edge may overshoot by the messages they send at once."""
+    agency = delivery.notification.agency
+    if agency is None or agency.sms_daily_budget_parts is None:
+        return None
+    midnight = timezone.now().astimezone(LOCAL_TZ).replace(hour=0, minute=0, second=0,
+                                                           microsecond=0)
+    used = Delivery.objects.filter(
+        channel="sms", notification__agency=agency, sent_at__gte=midnight,
+    ).aggregate(parts=Sum("parts"))["parts"] or 0
+    needed = sms_encode_parts(delivery.notification.body).count
+    if used + needed <= agency.sms_daily_budget_parts:
+        return None
+    return midnight + timedelta(days=1)
+
+
 def deliveries_process(*, batch_size: int | None = None, worker_id: str = WORKER_ID) -> bool:
     """One unit of the worker: claim a batch, send each, record each at once. Whether any
     row was claimed."""
@@ -220,6 +238,10 @@ def deliveries_process(*, batch_size: int | None = None, worker_id: str = WORKER
             continue
         if delivery.channel in ("push", "sms") and delivery.notification.read_at is not None:
             _finish(delivery, worker_id, Delivery.Status.CANCELLED)
+            continue
+        if delivery.channel == "sms" and (tomorrow := _sms_budget_exhausted_until(delivery)):
+            _finish(delivery, worker_id, Delivery.Status.PENDING, next_attempt_at=tomorrow,
+                    last_error="the agency's daily SMS budget is used up")
             continue
         result = async_to_sync(sender_for(delivery.channel).send)(_outbound(delivery))
         delivery_record(delivery=delivery, result=result, started_at=now, worker_id=worker_id)

@@ -8,6 +8,8 @@ from django.db.models import Q
 class Agency(models.Model):
     name = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # SMS parts the agency's notifications may use per day (Asia/Ulaanbaatar); null: no cap.
+    sms_daily_budget_parts = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "agencies"
@@ -239,6 +241,8 @@ class Delivery(models.Model):
         INVALID = "invalid"  # the address is dead
         EXPIRED = "expired"  # not sent within its validity
         CANCELLED = "cancelled"  # read elsewhere first, or preferences changed
+        DELIVERED = "delivered"  # the operator's receipt says the phone got the SMS
+        UNDELIVERED = "undelivered"  # the operator's receipt says it did not
 
     notification = models.ForeignKey(Notification, on_delete=models.CASCADE,
                                      related_name="deliveries")
@@ -258,6 +262,7 @@ class Delivery(models.Model):
     last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    receipt_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

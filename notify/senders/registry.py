@@ -23,9 +23,10 @@ def sender_for(kind: str) -> Sender:
 
         return FcmSender.from_settings()
     if kind == "sms" and settings.SONOR_SMPP_URL:
+        from notify.receipts import sms_receipt_record
         from notify.senders.sms_smpp import SmppSender
 
-        return SmppSender.from_url(settings.SONOR_SMPP_URL)
+        return SmppSender.from_url(settings.SONOR_SMPP_URL, receipts=sms_receipt_record)
     if kind == "sms" and settings.SONOR_SMS_HTTP_URL:
         from notify.senders.sms_http import HttpSmsSender
 

@@ -22,14 +22,9 @@ from notify.unsubscribe import (
     unsubscribe_token_make,
     unsubscribe_url,
 )
-from tests.fakes import smtp as fake_smtp
 from tests.fakes.smtp import SMTP_PASSWORD, SMTP_USER, FakeSmtpServer, SmtpPki, free_port
 
 # The fake SMTP servers' fixtures, used by this module.
-smtp_pki = fake_smtp.smtp_pki
-smtp_server = fake_smtp.smtp_server
-smtps_server = fake_smtp.smtps_server
-plain_smtp_server = fake_smtp.plain_smtp_server
 
 TITLE = "Таны лавлагаа бэлэн боллоо"
 BODY = "Иргэний үнэмлэхний лавлагаа бэлэн.\nХавсралт: <script>alert('x')</script> & бусад"

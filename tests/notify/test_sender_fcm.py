@@ -17,14 +17,7 @@ from firebase_admin import messaging  # type: ignore[import-untyped]
 from notify.senders.base import OutboundMessage, SendStatus, send_many
 from notify.senders.fcm import CHUNK_SIZE, FcmSender, fcm_url_template, parse_retry_after
 from notify.senders.registry import sender_for
-from tests.fakes.fcm import (  # noqa: F401  (fixtures)
-    FakeFcm,
-    FcmError,
-    fcm_server,
-    invalid_argument,
-    loopback_only,
-    platform_error,
-)
+from tests.fakes.fcm import FakeFcm, FcmError, invalid_argument, platform_error
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
@@ -32,7 +25,7 @@ GOOGLE_FCM_URL = "https://fcm.googleapis.com/v1/projects/{0}/messages:send"
 
 
 @pytest.fixture
-def make_sender(fcm_server: FakeFcm, settings) -> Iterator[Callable[..., FcmSender]]:  # noqa: F811
+def make_sender(fcm_server: FakeFcm, settings) -> Iterator[Callable[..., FcmSender]]:
     """make_sender(fcm_url=...) -> the registry's push sender for these settings."""
     created: list[FcmSender] = []
 
@@ -64,7 +57,7 @@ def push(address: str = "device-token-1", **fields: object) -> OutboundMessage:
 
 
 async def test_push_arrives_with_notification_data_and_options(
-    sender: FcmSender, fcm_server: FakeFcm,  # noqa: F811
+    sender: FcmSender, fcm_server: FakeFcm,
 ) -> None:
     message = push(
         title="Шинэ нэвтрэлт", body="Таны бүртгэлд шинэ төхөөрөмжөөс нэвтэрлээ",
@@ -95,7 +88,7 @@ async def test_push_arrives_with_notification_data_and_options(
 
 
 async def test_ordinary_category_is_normal_priority_and_long_values_fit(
-    sender: FcmSender, fcm_server: FakeFcm,  # noqa: F811
+    sender: FcmSender, fcm_server: FakeFcm,
 ) -> None:
     long_key = "broadcast-" + "ё" * 40  # 90 bytes: too long for apns-collapse-id
     result = await sender.send(push(title="", body="ү" * 3000, category="service_request",
@@ -115,7 +108,7 @@ async def test_ordinary_category_is_normal_priority_and_long_values_fit(
 
 
 async def test_without_ttl_or_collapse_key_the_options_are_left_out(
-    sender: FcmSender, fcm_server: FakeFcm,  # noqa: F811
+    sender: FcmSender, fcm_server: FakeFcm,
 ) -> None:
     await sender.send(push(category="payment"))
 
@@ -155,7 +148,7 @@ ERROR_CASES = [
          for case in ERROR_CASES],
 )
 async def test_fcm_errors_map_to_send_status(
-    sender: FcmSender, fcm_server: FakeFcm,  # noqa: F811
+    sender: FcmSender, fcm_server: FakeFcm,
     error: str | FcmError, status: SendStatus, retry_after: float | None, detail: str,
 ) -> None:
     fcm_server.fail("device-token-1", error)
@@ -178,7 +171,7 @@ async def test_fcm_errors_map_to_send_status(
 
 
 async def test_retry_after_of_unavailable_and_as_http_date(
-    sender: FcmSender, fcm_server: FakeFcm,  # noqa: F811
+    sender: FcmSender, fcm_server: FakeFcm,
 ) -> None:
     fcm_server.fail("unavailable", "UNAVAILABLE", retry_after="120")
     in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
@@ -198,7 +191,7 @@ def test_parse_retry_after() -> None:
 
 
 async def test_network_error_is_retry(
-    make_sender: Callable[..., FcmSender], fcm_server: FakeFcm,  # noqa: F811
+    make_sender: Callable[..., FcmSender], fcm_server: FakeFcm,
 ) -> None:
     with socket.socket() as probe:  # a loopback port that nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -213,7 +206,7 @@ async def test_network_error_is_retry(
 
 
 async def test_refused_oauth_grant_is_retry(
-    sender: FcmSender, fcm_server: FakeFcm,  # noqa: F811
+    sender: FcmSender, fcm_server: FakeFcm,
 ) -> None:
     fcm_server.token_failure = (400, {"error": "invalid_grant",
                                       "error_description": "Invalid JWT Signature."})
@@ -226,7 +219,7 @@ async def test_refused_oauth_grant_is_retry(
 
 
 async def test_empty_token_is_an_invalid_address_without_a_request(
-    sender: FcmSender, fcm_server: FakeFcm,  # noqa: F811
+    sender: FcmSender, fcm_server: FakeFcm,
 ) -> None:
     empty, good = await sender.send_many([push(""), push("device-token-2")])
 
@@ -236,7 +229,7 @@ async def test_empty_token_is_an_invalid_address_without_a_request(
 
 
 async def test_send_many_goes_in_chunks_of_500_and_each_message_arrives_once(
-    sender: FcmSender, fcm_server: FakeFcm,  # noqa: F811
+    sender: FcmSender, fcm_server: FakeFcm,
 ) -> None:
     tokens = [f"token-{index:04d}" for index in range(1100)]
     messages = [push(token, body=f"Төлбөр {index}", category="payment",
@@ -277,7 +270,7 @@ async def test_send_many_goes_in_chunks_of_500_and_each_message_arrives_once(
 
 
 async def test_access_token_is_fetched_once_and_reused(
-    sender: FcmSender, fcm_server: FakeFcm,  # noqa: F811
+    sender: FcmSender, fcm_server: FakeFcm,
 ) -> None:
     # The first call is a concurrent chunk: each of its threads finds no token.
     first = await sender.send_many([push(f"t{index}") for index in range(200)])
@@ -305,7 +298,7 @@ def test_firebase_admin_still_takes_its_endpoint_from_the_class_attribute() -> N
 
 
 async def test_override_reaches_this_sender_only(
-    make_sender: Callable[..., FcmSender], fcm_server: FakeFcm,  # noqa: F811
+    make_sender: Callable[..., FcmSender], fcm_server: FakeFcm,
 ) -> None:
     sender = make_sender()
 
@@ -317,7 +310,7 @@ async def test_override_reaches_this_sender_only(
 
 @pytest.mark.parametrize("form", ["base", "template", "full"])
 async def test_sonor_fcm_url_forms(
-    make_sender: Callable[..., FcmSender], fcm_server: FakeFcm, form: str,  # noqa: F811
+    make_sender: Callable[..., FcmSender], fcm_server: FakeFcm, form: str,
 ) -> None:
     url = {
         "base": fcm_server.base_url,
