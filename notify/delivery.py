@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import socket
+from collections import defaultdict
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -24,7 +25,8 @@ from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from identity.services import phone_current, token_hash
+from identity.models import PhoneNumber
+from identity.services import token_hash
 from notify.models import (
     AgencyMute,
     Delivery,
@@ -71,41 +73,64 @@ def _validity(category: str) -> timedelta:
 
 def deliveries_plan(*, notification: Notification) -> list[Delivery]:
     """Outbox rows for a new notification; the caller holds its transaction."""
-    user = notification.user
-    category = notification.category
-    if notification.agency_id and category != "security" and AgencyMute.objects.filter(
-            user=user, agency_id=notification.agency_id).exists():
+    return deliveries_plan_many(notifications=[notification])
+
+
+def deliveries_plan_many(*, notifications: list[Notification]) -> list[Delivery]:
+    """Outbox rows for many notifications (a broadcast batch) in a fixed number of queries;
+    the caller holds their transaction."""
+    if not notifications:
         return []
+    user_ids = {n.user_id for n in notifications}
+    prefs: dict[tuple[int, str], dict[str, bool]] = defaultdict(dict)
+    for user_id, category, channel, enabled in Preference.objects.filter(
+            user_id__in=user_ids, category__in={n.category for n in notifications}
+    ).values_list("user_id", "category", "channel", "enabled"):
+        prefs[user_id, category][channel] = enabled
+    notify_settings = {s.user_id: s for s in NotifySettings.objects.filter(user_id__in=user_ids)}
+    mutes = set(AgencyMute.objects.filter(user_id__in=user_ids)
+                .values_list("user_id", "agency_id"))
+    devices: dict[int, list[Device]] = defaultdict(list)
+    # A logged-out device gets nothing: its session is revoked.
+    for device in Device.objects.filter(user_id__in=user_ids,
+                                        session__revoked_at__isnull=True):
+        devices[device.user_id].append(device)
+    phones = dict(PhoneNumber.objects.filter(user_id__in=user_ids, released_at__isnull=True)
+                  .values_list("user_id", "e164"))
     now = timezone.now()
-    prefs = dict(Preference.objects.filter(user=user, category=category)
-                 .values_list("channel", "enabled"))
-    notify_settings = NotifySettings.objects.filter(user=user).first()
-    quiet_until = None if category == "security" else quiet_hours_end(
-        notify_settings=notify_settings, now=now)
-    expires_at = now + _validity(category)
     rows: list[Delivery] = []
+    for notification in notifications:
+        user_id, category = notification.user_id, notification.category
+        if category != "security" and (user_id, notification.agency_id) in mutes:
+            continue
+        user_prefs = prefs[user_id, category]
+        user_settings = notify_settings.get(user_id)
+        quiet_until = None if category == "security" else quiet_hours_end(
+            notify_settings=user_settings, now=now)
+        expires_at = now + _validity(category)
 
-    def add(channel: str, address: str, key: str, *, device: Device | None = None,
-            not_before: datetime | None = None, escalation: bool = False) -> None:
-        rows.append(Delivery(
-            notification=notification, channel=channel, address=address, device=device,
-            dedupe_key=f"n{notification.pk}:{channel}:{key}", escalation=escalation,
-            next_attempt_at=max(filter(None, [now, not_before])), expires_at=expires_at))
+        def add(channel: str, address: str, key: str, *, device: Device | None = None,
+                not_before: datetime | None = None, escalation: bool = False,
+                notification: Notification = notification, expires_at: datetime = expires_at,
+                ) -> None:
+            rows.append(Delivery(
+                notification=notification, channel=channel, address=address, device=device,
+                dedupe_key=f"n{notification.pk}:{channel}:{key}", escalation=escalation,
+                next_attempt_at=max(filter(None, [now, not_before])), expires_at=expires_at))
 
-    if channel_enabled(prefs=prefs, category=category, channel="push"):
-        # A logged-out device gets nothing: its session is revoked.
-        for device in Device.objects.filter(user=user, session__revoked_at__isnull=True):
-            add("push", device.token, str(device.pk), device=device, not_before=quiet_until)
-    if channel_enabled(prefs=prefs, category=category, channel="sms"):
-        phone = phone_current(user=user)
-        if phone:
+        if channel_enabled(prefs=user_prefs, category=category, channel="push"):
+            for device in devices[user_id]:
+                add("push", device.token, str(device.pk), device=device,
+                    not_before=quiet_until)
+        phone = phones.get(user_id)
+        if phone and channel_enabled(prefs=user_prefs, category=category, channel="sms"):
             minutes = settings.SONOR_SMS_ESCALATION_MINUTES.get(category, 0)
             escalate_at = now + timedelta(minutes=minutes) if minutes else None
             later = max(filter(None, [quiet_until, escalate_at]), default=None)
             add("sms", phone, phone, not_before=later, escalation=bool(minutes))
-    if channel_enabled(prefs=prefs, category=category, channel="email") and notify_settings \
-            and notify_settings.email and notify_settings.email_verified_at:
-        add("email", notify_settings.email, token_hash(notify_settings.email)[:16])
+        if user_settings and user_settings.email and user_settings.email_verified_at and \
+                channel_enabled(prefs=user_prefs, category=category, channel="email"):
+            add("email", user_settings.email, token_hash(user_settings.email)[:16])
     Delivery.objects.bulk_create(rows)
     return rows
 

@@ -27,7 +27,7 @@ from chatserver.realtime import publish_many_on_commit, publish_on_commit, user_
 from identity.domain import register_parse
 from identity.models import User
 from identity.services import access_log_record
-from notify.delivery import deliveries_cancel_on_read, deliveries_plan
+from notify.delivery import deliveries_cancel_on_read, deliveries_plan, deliveries_plan_many
 from notify.errors import CitizenNotFound, IdempotencyKeyReused, NotificationNotFound
 from notify.models import Agency, Broadcast, InboxState, Notification
 from notify.senders.base import OutboundMessage, SendResult
@@ -303,6 +303,7 @@ def broadcast_notifications_bulk_create(
                      body=broadcast.body, link=broadcast.link, reference=broadcast.reference)
         for uid in user_ids
     ])
+    deliveries_plan_many(notifications=rows)
     counts = _unread_counts(user_ids=user_ids)
     frames: list[tuple[str, BaseModel]] = []
     for row in rows:

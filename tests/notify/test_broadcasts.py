@@ -363,3 +363,28 @@ def test_run_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
                 worker.wait()
     output = log_path.read_text()
     assert "SIGTERM, stopping" in output and "worker stopped" in output
+
+
+def test_broadcast_reaches_phones_and_devices_by_each_citizens_choices(
+        agency_client: JsonClient, make_citizen: Any, make_token: Any) -> None:
+    from notify import preferences
+    from notify.models import Delivery, DevOutboxMessage
+
+    with_app = make_citizen(phone="+97699000001")
+    JsonClient(make_token(with_app)).post("/api/v1/devices", {
+        "token": "fcm-token-broadcast-1", "platform": "ios"})
+    by_sms = make_citizen(phone="+97699000002")
+    preferences.preference_set(user=by_sms, category="petition", channel="sms", enabled=True)
+    inbox_only = make_citizen(phone="+97699000003")
+    preferences.preference_set(user=inbox_only, category="petition", channel="push",
+                               enabled=False)
+    response = post_broadcast(agency_client, category="petition", audience="list",
+                              register_numbers=[u.register_number
+                                                for u in (with_app, by_sms, inbox_only)])
+    assert response.status_code == 202, response.content
+    worker_run_until_idle(batch_size=2)
+
+    sent = {(m.sender_kind, m.address) for m in DevOutboxMessage.objects.all()}
+    assert sent == {("push", "fcm-token-broadcast-1"), ("sms", "+97699000002")}
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+    assert all(inbox_titles(u) for u in (with_app, by_sms, inbox_only))
