@@ -45,15 +45,98 @@ class NotifyRead(Frame):
     ids: list[int] = Field(min_length=1, max_length=500)
 
 
-ClientFrame = Annotated[Hello | Ping | NotifyRead, Field(discriminator="type")]
-client_frame_adapter: TypeAdapter[Hello | Ping | NotifyRead] = TypeAdapter(ClientFrame)
+# Chat texts are checked exactly by the service (NFC, 4,096 characters after normalisation);
+# this bound only keeps absurd frames out before that.
+ChatText = Annotated[str, Field(max_length=16_384)]
+RoomId = Annotated[int, Field(ge=1)]
+ClientMsgId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ChatSend(Frame):
+    """Send a message. Answered by `ack` with the message's `seq` and `message_id`; a resend
+    with the same `client_msg_id` is answered with the same seq and stores nothing new.
+    `confirm_pii: true` sends text that was refused with `pii_warning`."""
+
+    type: Literal["chat.send"]
+    id: RequestId
+    room: RoomId
+    client_msg_id: ClientMsgId
+    text: ChatText
+    confirm_pii: bool = False
+
+
+class ChatEdit(Frame):
+    """Edit one's own message; everyone in the room gets `chat.updated`."""
+
+    type: Literal["chat.edit"]
+    id: RequestId
+    room: RoomId
+    message_id: int
+    text: ChatText
+    confirm_pii: bool = False
+
+
+class ChatDelete(Frame):
+    """Delete a message for everyone (one's own; in groups, admins may delete any): a tombstone
+    stays, the text is removed from the server."""
+
+    type: Literal["chat.delete"]
+    id: RequestId
+    room: RoomId
+    message_id: int
+
+
+class ChatRead(Frame):
+    """Mark the room read up to `seq`: the user's other devices get `chat.unread`, the other
+    members a `chat.receipt` (`chat.receipts` in large groups)."""
+
+    type: Literal["chat.read"]
+    id: RequestId
+    room: RoomId
+    seq: Seq
+
+
+class ChatTyping(Frame):
+    """The user is typing; forwarded at most every few seconds, never stored."""
+
+    type: Literal["chat.typing"]
+    id: RequestId
+    room: RoomId
+
+
+class ChatHistoryRequest(Frame):
+    """A page of the room's stream: events before `before_seq` (newest page when neither is
+    given) or after `after_seq`, oldest first. Answered by `chat.history`."""
+
+    type: Literal["chat.history"]
+    id: RequestId
+    room: RoomId
+    before_seq: Seq | None = None
+    after_seq: Seq | None = None
+    limit: int = Field(default=50, ge=1, le=50)
+
+
+ClientFrame = Annotated[
+    Hello | Ping | NotifyRead | ChatSend | ChatEdit | ChatDelete | ChatRead | ChatTyping
+    | ChatHistoryRequest,
+    Field(discriminator="type"),
+]
+client_frame_adapter: TypeAdapter[
+    Hello | Ping | NotifyRead | ChatSend | ChatEdit | ChatDelete | ChatRead | ChatTyping
+    | ChatHistoryRequest
+] = TypeAdapter(ClientFrame)
 
 
 # ---- server -> client (/ws/v1) -------------------------------------------------------------
 
 class Ack(Frame):
+    """Success. For `chat.send`, `seq` and `message_id` of the stored message (both null when
+    the message was not delivered, which the sender is not told more about)."""
+
     type: Literal["ack"] = "ack"
     id: RequestId
+    seq: Seq | None = None
+    message_id: int | None = None
 
 
 class ErrorFrame(Frame):
@@ -107,13 +190,128 @@ class NotifyUnread(Frame):
 
 
 class SessionRevoked(Frame):
-    """Sent before the server closes the socket (code 4401) on logout or suspension."""
+    """Sent before the server closes the socket (code 4401). `reason`: logout,
+    account_closed, suspended, or number_lost (the phone number passed to someone else)."""
 
     type: Literal["session.revoked"] = "session.revoked"
     reason: str
 
 
-ServerFrame = Ack | ErrorFrame | Welcome | Pong | NotifyNew | NotifyUnread | SessionRevoked
+# ---- chat (server -> client, /ws/v1) -------------------------------------------------------
+# Room events (chat.message, chat.updated, chat.member, chat.room) carry the room's `seq`:
+# gap-free and strictly increasing per room. A client may see one twice (live and in a
+# resume), so it drops an event whose seq it already has.
+
+class ChatMessage(Frame):
+    """A message, in its current state (`edited_at` once edited; `deleted` with empty text
+    once deleted for everyone)."""
+
+    type: Literal["chat.message"] = "chat.message"
+    room: int
+    seq: Seq
+    id: int
+    sender: int | None
+    text: str
+    sent_at: datetime
+    client_msg_id: str | None
+    edited_at: datetime | None = None
+    deleted: bool = False
+
+
+class ChatUpdated(Frame):
+    """An edit (new `text`) or a deletion (`deleted`, empty text) of message `message_id`."""
+
+    type: Literal["chat.updated"] = "chat.updated"
+    room: int
+    seq: Seq
+    message_id: int | None
+    text: str
+    edited_at: datetime | None
+    deleted: bool
+    by: int | None
+
+
+class ChatMember(Frame):
+    """A membership change: `user` joined (added `by` someone, or created the room), left,
+    was removed, or got a new `role` (owner, admin, member)."""
+
+    type: Literal["chat.member"] = "chat.member"
+    room: int
+    seq: Seq
+    user: int | None
+    name: str
+    action: Literal["joined", "left", "removed", "role"]
+    role: str
+    by: int | None
+
+
+class ChatRoomRenamed(Frame):
+    """The group's name, set at creation (the room's first event) or renamed `by` an admin."""
+
+    type: Literal["chat.room"] = "chat.room"
+    room: int
+    seq: Seq
+    name: str
+    by: int | None
+
+
+ChatEvent = Annotated[ChatMessage | ChatUpdated | ChatMember | ChatRoomRenamed,
+                      Field(discriminator="type")]
+
+
+class ChatReceipt(Frame):
+    """`user` has read the room up to `seq` (rooms up to the aggregate threshold)."""
+
+    type: Literal["chat.receipt"] = "chat.receipt"
+    room: int
+    user: int
+    seq: Seq
+
+
+class ChatReceipts(Frame):
+    """Large groups: `read_by` of the room's `members` have read up to `seq` (sent at most every
+    few seconds per room)."""
+
+    type: Literal["chat.receipts"] = "chat.receipts"
+    room: int
+    seq: Seq
+    read_by: int
+    members: int
+
+
+class ChatTypingEvent(Frame):
+    """`user` is typing in `room` (clients show it for a few seconds; never stored)."""
+
+    type: Literal["chat.typing"] = "chat.typing"
+    room: int
+    user: int
+
+
+class ChatHistory(Frame):
+    """Answer to a `chat.history` request: consecutive events of the room, oldest first;
+    `has_more` when there are more in the asked direction."""
+
+    type: Literal["chat.history"] = "chat.history"
+    id: RequestId
+    room: int
+    messages: list[ChatEvent]
+    has_more: bool
+
+
+class ChatUnread(Frame):
+    """The room's unread count after a read on any of the user's devices."""
+
+    type: Literal["chat.unread"] = "chat.unread"
+    room: int
+    count: int
+    last_read_seq: Seq
+
+
+ServerFrame = (
+    Ack | ErrorFrame | Welcome | Pong | NotifyNew | NotifyUnread | SessionRevoked
+    | ChatMessage | ChatUpdated | ChatMember | ChatRoomRenamed | ChatReceipt | ChatReceipts
+    | ChatTypingEvent | ChatHistory | ChatUnread
+)
 
 
 # ---- QR login socket (/ws/v1/login, unauthenticated) ---------------------------------------
@@ -151,3 +349,5 @@ LoginServerFrame = QrCode | QrScanned | LoginApproved | LoginDenied
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_ORIGIN_FORBIDDEN = 4403
 CLOSE_RATE_LIMITED = 4429
+# The socket fell too far behind the room frames sent to it: reconnect and resume with hello.
+CLOSE_TOO_SLOW = 4408

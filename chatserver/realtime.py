@@ -6,8 +6,9 @@ Layer message types (`frame.push`, `session.revoke`) are not wire types: Channel
 them into consumer method names (frame_push, session_revoke).
 """
 
+import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -79,10 +80,14 @@ def send_to_channel(channel_name: str, message: dict[str, Any]) -> None:
 
 
 # ---- chat rooms ----------------------------------------------------------------------------
-# Every authenticated socket is in `room.<id>` for each room it is a member of. Room frames
-# travel as `room.push` {room, texts}: serialised once, written as is by each socket that
-# still has the room in its cache. `room.join` / `room.leave` {room, texts} to a user's group
-# make that user's sockets join or leave the room's group (texts: frames to write first).
+# Room frames travel as `room.push` {room, texts} to the group `room.<id>`: serialised once by
+# the publisher. The group's members are not sockets but one channel per server process (the
+# RoomFanout below), which writes the same texts to each local socket following the room: a
+# process learns of a room event once (one Redis message per process with the pub/sub layer),
+# whatever the number of its sockets in the room. `room.join` {room, texts} to a user's group
+# makes that user's sockets start following the room (texts: the frames that made them
+# members, written first); `leave` in a room.push makes the listed users' sockets stop
+# following it once they have its frames.
 
 def room_group(room_id: int) -> str:
     return f"room.{room_id}"
@@ -92,10 +97,15 @@ def _frame_texts(frames: list[BaseModel]) -> list[str]:
     return [frame.model_dump_json() for frame in frames]
 
 
-def publish_room_on_commit(room_id: int, frames: list[BaseModel]) -> None:
-    """Push room event frames, in order, to every socket in the room once the transaction
-    commits."""
-    message = {"type": "room.push", "room": room_id, "texts": _frame_texts(frames)}
+def publish_room_on_commit(room_id: int, frames: list[BaseModel],
+                           leave_user_ids: tuple[int, ...] = ()) -> None:
+    """Push room event frames, in order, to every socket following the room once the
+    transaction commits; then the sockets of `leave_user_ids` stop following it (in the same
+    message, so that they get the frames saying they left)."""
+    message: dict[str, Any] = {"type": "room.push", "room": room_id,
+                               "texts": _frame_texts(frames)}
+    if leave_user_ids:
+        message["leave"] = list(leave_user_ids)
     transaction.on_commit(lambda: _send(room_group(room_id), message))
 
 
@@ -103,12 +113,6 @@ def room_join_on_commit(user_id: int, room_id: int, frames: list[BaseModel]) -> 
     """The user's sockets join the room's group and write `frames` (the events that made
     them members, which the room's group would deliver before they joined it)."""
     message = {"type": "room.join", "room": room_id, "texts": _frame_texts(frames)}
-    transaction.on_commit(lambda: _send(user_group(user_id), message))
-
-
-def room_leave_on_commit(user_id: int, room_id: int) -> None:
-    """The user's sockets leave the room's group (after the frames published before this)."""
-    message = {"type": "room.leave", "room": room_id, "texts": []}
     transaction.on_commit(lambda: _send(user_group(user_id), message))
 
 
@@ -127,3 +131,107 @@ async def publish_room_now(room_id: int, frame: BaseModel) -> None:
 def publish_user_on_commit(user_id: int, frame: BaseModel) -> None:
     """A frame for every socket of one user (read state on the other devices)."""
     publish_on_commit(user_group(user_id), frame)
+
+
+class RoomFollower(Protocol):
+    follower_user_id: int
+
+    def room_frames(self, texts: list[str]) -> None:
+        """Queue already serialised frames for writing; must not block."""
+
+    def room_left(self, room_id: int) -> None:
+        """The follower's user left the room; it is no longer followed."""
+
+
+class RoomFanout:
+    """Per process (and event loop): one channel-layer channel in the group of every room that
+    some local socket follows; each room frame arrives once and is handed to each local
+    follower, which buffers and writes it."""
+
+    def __init__(self, layer: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.layer = layer
+        self.loop = loop
+        self.followers: dict[int, set[RoomFollower]] = {}
+        self.channel_name = ""
+        self._started: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+
+    # Layers forget group members after `group_expiry` (a day by default): say it again.
+    REFRESH_SECONDS = 3600.0
+
+    async def _start(self) -> None:
+        self.channel_name = await self.layer.new_channel(prefix="rooms.")
+        self._task = self.loop.create_task(self._run())
+        self._refresher = self.loop.create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.REFRESH_SECONDS)
+            for room_id in list(self.followers):
+                try:
+                    await self.layer.group_add(room_group(room_id), self.channel_name)
+                except Exception:
+                    log.exception("channel layer group_add of room %s failed", room_id)
+
+    async def follow(self, room_id: int, follower: RoomFollower) -> None:
+        if self._started is None:
+            self._started = asyncio.ensure_future(self._start())
+        await self._started
+        followers = self.followers.get(room_id)
+        if followers is not None:
+            followers.add(follower)
+            return
+        self.followers[room_id] = {follower}
+        try:
+            await self.layer.group_add(room_group(room_id), self.channel_name)
+        except Exception:  # the socket still resumes from seqs; say so in the log
+            log.exception("channel layer group_add of room %s failed", room_id)
+
+    async def unfollow(self, room_id: int, follower: RoomFollower) -> None:
+        followers = self.followers.get(room_id)
+        if followers is None:
+            return
+        followers.discard(follower)
+        if not followers:
+            del self.followers[room_id]
+            try:
+                await self.layer.group_discard(room_group(room_id), self.channel_name)
+            except Exception:
+                log.exception("channel layer group_discard of room %s failed", room_id)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("room fan-out receive failed")
+                await asyncio.sleep(1)
+                continue
+            if message.get("type") != "room.push":
+                continue
+            room_id = message["room"]
+            texts = message["texts"]
+            for follower in tuple(self.followers.get(room_id, ())):
+                follower.room_frames(texts)
+            leaving = message.get("leave")
+            if leaving:
+                for follower in tuple(self.followers.get(room_id, ())):
+                    if follower.follower_user_id in leaving:
+                        follower.room_left(room_id)
+                        await self.unfollow(room_id, follower)
+
+
+_fanouts: dict[int, RoomFanout] = {}
+
+
+def room_fanout() -> RoomFanout:
+    """This process's room fan-out for the running event loop and the current layer."""
+    loop = asyncio.get_running_loop()
+    layer = get_channel_layer()
+    fanout = _fanouts.get(id(loop))
+    if fanout is None or fanout.loop is not loop or fanout.layer is not layer:
+        fanout = _fanouts[id(loop)] = RoomFanout(layer, loop)
+    return fanout

@@ -22,6 +22,14 @@ def _env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
 def _env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -193,6 +201,24 @@ SONOR_PUBLIC_HOLIDAYS_YEARLY = _env_list(
     "01-01,03-08,06-01,07-11,07-12,07-13,07-14,07-15,11-26,12-29",
 )
 SONOR_PUBLIC_HOLIDAYS = _env_list("SONOR_PUBLIC_HOLIDAYS", "")
+
+# Chat limits: chatserver/chat_config.py says what each one means.
+SONOR_CHAT_MEMBER_LIMIT = _env_int("SONOR_CHAT_MEMBER_LIMIT", 10000)
+SONOR_CHAT_GROUP_INITIAL_MAX = _env_int("SONOR_CHAT_GROUP_INITIAL_MAX", 200)
+SONOR_CHAT_SEND_RATE = _env_int("SONOR_CHAT_SEND_RATE", 30)
+SONOR_CHAT_SEND_WINDOW = _env_int("SONOR_CHAT_SEND_WINDOW", 10)
+SONOR_CHAT_NEW_ACCOUNT_DAYS = _env_int("SONOR_CHAT_NEW_ACCOUNT_DAYS", 7)
+SONOR_CHAT_NEW_ACCOUNT_DIRECT_PER_DAY = _env_int("SONOR_CHAT_NEW_ACCOUNT_DIRECT_PER_DAY", 5)
+SONOR_CHAT_NEW_ACCOUNT_ADDS_PER_DAY = _env_int("SONOR_CHAT_NEW_ACCOUNT_ADDS_PER_DAY", 20)
+SONOR_CHAT_INVITE_TTL_DAYS = _env_int("SONOR_CHAT_INVITE_TTL_DAYS", 30)
+SONOR_CHAT_OPEN_INVITES_MAX = _env_int("SONOR_CHAT_OPEN_INVITES_MAX", 50)
+SONOR_CHAT_REPORTS_PER_HOUR = _env_int("SONOR_CHAT_REPORTS_PER_HOUR", 20)
+SONOR_CHAT_RECEIPTS_AGGREGATE_ABOVE = _env_int("SONOR_CHAT_RECEIPTS_AGGREGATE_ABOVE", 50)
+SONOR_CHAT_RECEIPTS_AGGREGATE_SECONDS = _env_int("SONOR_CHAT_RECEIPTS_AGGREGATE_SECONDS", 2)
+SONOR_CHAT_TYPING_INTERVAL = _env_float("SONOR_CHAT_TYPING_INTERVAL", 3.0)
+SONOR_CHAT_HISTORY_MAX = _env_int("SONOR_CHAT_HISTORY_MAX", 100)
+SONOR_CHAT_PRESENCE_TTL = _env_int("SONOR_CHAT_PRESENCE_TTL", 150)
+SONOR_CHAT_SOCKET_BUFFER = _env_int("SONOR_CHAT_SOCKET_BUFFER", 1000)
 
 # Delivery pipeline: validity per category (hours; SMS operators keep a message 96 h),
 # SMS escalation (send only if still unread after N minutes; 0 = at once), retries.

@@ -1,13 +1,17 @@
 """One small async function per client frame type: parse is done, call a service, answer."""
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from pydantic import BaseModel
 
-from chatserver import protocol
-from chatserver.selectors import welcome_build
+from chatserver import protocol, services
+from chatserver.chat_config import chat_setting
+from chatserver.chat_errors import NotMember
+from chatserver.realtime import publish_room_now
+from chatserver.selectors import room_history, welcome_build
 from notify.services import notifications_mark_read
 
 if TYPE_CHECKING:
@@ -30,8 +34,76 @@ async def notify_read(conn: "DeviceConsumer", frame: protocol.NotifyRead) -> lis
     return [protocol.Ack(id=frame.id)]
 
 
+# ---- chat ----------------------------------------------------------------------------------
+
+# The hot path runs in the thread pool, not in the one thread that database_sync_to_async
+# uses by default: sends from many sockets then overlap their commits (each service call is
+# its own transaction; one socket's frames are still handled one after another).
+_message_send = database_sync_to_async(services.message_send, thread_sensitive=False)
+_room_read = database_sync_to_async(services.room_read, thread_sensitive=False)
+
+
+async def chat_send(conn: "DeviceConsumer", frame: protocol.ChatSend) -> list[BaseModel]:
+    event = await _message_send(
+        sender=conn.session.user, room_id=frame.room, client_msg_id=frame.client_msg_id,
+        text=frame.text, confirm_pii=frame.confirm_pii)
+    if event is None:  # held: the sender is not told why
+        return [protocol.Ack(id=frame.id)]
+    return [protocol.Ack(id=frame.id, seq=event.seq, message_id=event.pk)]
+
+
+async def chat_edit(conn: "DeviceConsumer", frame: protocol.ChatEdit) -> list[BaseModel]:
+    event = await database_sync_to_async(services.message_edit)(
+        user=conn.session.user, room_id=frame.room, message_id=frame.message_id,
+        text=frame.text, confirm_pii=frame.confirm_pii)
+    if event is None:
+        return [protocol.Ack(id=frame.id)]
+    return [protocol.Ack(id=frame.id, seq=event.seq, message_id=frame.message_id)]
+
+
+async def chat_delete(conn: "DeviceConsumer", frame: protocol.ChatDelete) -> list[BaseModel]:
+    event = await database_sync_to_async(services.message_delete)(
+        user=conn.session.user, room_id=frame.room, message_id=frame.message_id)
+    return [protocol.Ack(id=frame.id, seq=event.seq, message_id=frame.message_id)]
+
+
+async def chat_read(conn: "DeviceConsumer", frame: protocol.ChatRead) -> list[BaseModel]:
+    await _room_read(user=conn.session.user, room_id=frame.room, seq=frame.seq)
+    return [protocol.Ack(id=frame.id)]
+
+
+async def chat_typing(conn: "DeviceConsumer", frame: protocol.ChatTyping) -> list[BaseModel]:
+    """Forwarded at most every SONOR_CHAT_TYPING_INTERVAL per socket and room; never stored."""
+    if frame.room not in conn.room_ids:
+        raise NotMember()
+    now = time.monotonic()
+    if now - conn.typing_sent_at.get(frame.room, -1e9) >= chat_setting(
+            "SONOR_CHAT_TYPING_INTERVAL"):
+        conn.typing_sent_at[frame.room] = now
+        if await database_sync_to_async(services.room_typing_allowed)(
+                user=conn.session.user, room_id=frame.room):
+            await publish_room_now(frame.room, protocol.ChatTypingEvent(
+                room=frame.room, user=conn.session.user_id))
+    return [protocol.Ack(id=frame.id)]
+
+
+async def chat_history(conn: "DeviceConsumer", frame: protocol.ChatHistoryRequest
+                       ) -> list[BaseModel]:
+    page = await database_sync_to_async(room_history)(
+        user=conn.session.user, room_id=frame.room, before_seq=frame.before_seq,
+        after_seq=frame.after_seq, limit=frame.limit)
+    return [protocol.ChatHistory(id=frame.id, room=frame.room, messages=page.events,
+                                 has_more=page.has_more)]
+
+
 HANDLERS: dict[str, Handler] = {
     "hello": hello,
     "ping": ping,
     "notify.read": notify_read,
+    "chat.send": chat_send,
+    "chat.edit": chat_edit,
+    "chat.delete": chat_delete,
+    "chat.read": chat_read,
+    "chat.typing": chat_typing,
+    "chat.history": chat_history,
 }

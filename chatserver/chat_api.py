@@ -1,0 +1,376 @@
+"""Citizen API of chat (/api/v1/rooms..., blocks, reports, invites), for apps outside the
+socket. Views parse, call one service or selector, shape the answer; every room operation
+checks membership in the service or selector it calls (404 not_member otherwise)."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from django.http import HttpRequest
+from ninja import Query, Router, Schema, Status
+from pydantic import Field, model_validator
+
+from chatserver import protocol, selectors, services
+from chatserver.models import Block, Membership, PendingInvite, Room
+from identity.models import DeviceSession, User
+
+router = Router(tags=["chat"])
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+    extra: dict[str, Any]
+
+
+ERRORS: dict[int, type[Schema]] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut,
+                                   409: ErrorOut, 422: ErrorOut, 429: ErrorOut}
+
+
+def _user(request: HttpRequest) -> User:
+    session: DeviceSession = request.auth  # type: ignore[attr-defined]
+    return session.user
+
+
+# ---- shapes --------------------------------------------------------------------------------
+
+class PeerOut(Schema):
+    id: int
+    name: str
+    phone: str | None
+    phone_status: Literal["verified", "changed_hands", "none"] = Field(
+        description="changed_hands: the number the room was opened with now belongs to "
+                    "someone else; this room stays with the person, not the number.")
+
+
+class RoomOut(Schema):
+    id: int
+    kind: Literal["direct", "group"]
+    name: str
+    role: str
+    last_seq: int
+    last_read_seq: int
+    unread: int
+    member_count: int
+    created_at: datetime
+    last_message: protocol.ChatMessage | None
+    peer: PeerOut | None = Field(description="The other member of a direct room.")
+
+    @staticmethod
+    def of(summary: selectors.RoomSummary) -> "RoomOut":
+        peer = summary.peer
+        return RoomOut(
+            id=summary.id, kind=summary.kind,  # type: ignore[arg-type]
+            name=summary.name, role=summary.role, last_seq=summary.last_seq,
+            last_read_seq=summary.last_read_seq, unread=summary.unread,
+            member_count=summary.member_count, created_at=summary.created_at,
+            last_message=summary.last_message,
+            peer=PeerOut(id=peer.id, name=peer.name, phone=peer.phone,
+                         phone_status=peer.phone_status)  # type: ignore[arg-type]
+            if peer else None)
+
+
+class InviteOut(Schema):
+    """A held invite: waiting for someone to verify the number."""
+
+    id: int
+    kind: Literal["direct", "group"]
+    phone: str
+    room: int | None
+    created_at: datetime
+    status: Literal["pending"] = "pending"
+
+    @staticmethod
+    def of(invite: PendingInvite) -> "InviteOut":
+        return InviteOut(id=invite.pk, kind=invite.kind,  # type: ignore[arg-type]
+                         phone=invite.e164,
+                         room=invite.room_id if invite.kind == PendingInvite.Kind.GROUP else None,
+                         created_at=invite.created_at)
+
+
+class MemberOut(Schema):
+    user_id: int
+    name: str
+    role: str
+    joined_at: datetime
+    last_read_seq: int
+
+    @staticmethod
+    def of(m: Membership) -> "MemberOut":
+        return MemberOut(user_id=m.user_id, name=m.user.name, role=m.role,
+                         joined_at=m.joined_at, last_read_seq=m.last_read_seq)
+
+
+class HistoryOut(Schema):
+    room: int
+    messages: list[protocol.ChatEvent]
+    has_more: bool
+
+
+class HistoryQuery(Schema):
+    before_seq: int | None = Field(None, ge=1)
+    after_seq: int | None = Field(None, ge=0)
+    limit: int = Field(50, ge=1, le=200)
+
+
+class MembersQuery(Schema):
+    after: int = Field(0, ge=0, description="Members with a larger user id (paging).")
+    limit: int = Field(500, ge=1, le=1000)
+
+
+class PhoneIn(Schema):
+    phone: str = Field(max_length=32)
+
+
+class GroupIn(Schema):
+    name: str = Field(min_length=1, max_length=200)
+    phones: list[str] = Field(default_factory=list, max_length=200)
+
+
+class GroupOut(Schema):
+    room: RoomOut
+    pending: list[InviteOut]
+
+
+class NameIn(Schema):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class RoleIn(Schema):
+    role: Literal["owner", "admin", "member"]
+
+
+class MessageIn(Schema):
+    client_msg_id: str = Field(min_length=1, max_length=64)
+    text: str = Field(max_length=16_384)
+    confirm_pii: bool = False
+
+
+class EditIn(Schema):
+    text: str = Field(max_length=16_384)
+    confirm_pii: bool = False
+
+
+class SentOut(Schema):
+    """As the socket's ack: seq and message_id are null when the message was not delivered."""
+
+    seq: int | None
+    message_id: int | None
+
+
+class ReadIn(Schema):
+    seq: int = Field(ge=0)
+
+
+class ReadOut(Schema):
+    unread: int
+
+
+class BlockIn(Schema):
+    user_id: int
+
+
+class BlockOut(Schema):
+    user_id: int
+    name: str
+    created_at: datetime
+
+    @staticmethod
+    def of(block: Block) -> "BlockOut":
+        return BlockOut(user_id=block.blocked_id, name=block.blocked.name,
+                        created_at=block.created_at)
+
+
+class ReportIn(Schema):
+    """Either `message_id` or `user_id`."""
+
+    message_id: int | None = None
+    user_id: int | None = None
+    reason: str = Field(min_length=1, max_length=services.REPORT_REASON_MAX)
+
+    @model_validator(mode="after")
+    def one_of(self) -> "ReportIn":
+        if (self.message_id is None) == (self.user_id is None):
+            raise ValueError("give either message_id or user_id")
+        return self
+
+
+class ReportOut(Schema):
+    id: int
+    created_at: datetime
+
+
+def _room_out(user: User, room: Room) -> RoomOut:
+    return RoomOut.of(selectors.room_get(user=user, room_id=room.pk))
+
+
+# ---- rooms ---------------------------------------------------------------------------------
+
+@router.get("rooms", response={200: list[RoomOut], **ERRORS})
+def rooms(request: HttpRequest) -> list[RoomOut]:
+    """The user's rooms, most recently active first, with the last message and the unread
+    count (the same on every device)."""
+    return [RoomOut.of(s) for s in selectors.room_list(user=_user(request))]
+
+
+@router.post("rooms/direct", response={201: RoomOut, 202: InviteOut, **ERRORS})
+def room_direct(request: HttpRequest, payload: PhoneIn) -> Status[Any]:
+    """The direct room with whoever verified `phone` (the same room when asked again): 201.
+    A number no one has verified gives a held invite (202) that becomes the room when
+    someone verifies it."""
+    user = _user(request)
+    result = services.room_direct_get_or_create(user=user, phone=payload.phone)
+    if isinstance(result, PendingInvite):
+        return Status(202, InviteOut.of(result))
+    return Status(201, _room_out(user, result))
+
+
+@router.post("rooms/groups", response={201: GroupOut, **ERRORS})
+def group_create(request: HttpRequest, payload: GroupIn) -> Status[GroupOut]:
+    """A group owned by the caller; numbers no one has verified get held invites."""
+    user = _user(request)
+    created = services.group_create(creator=user, name=payload.name, phones=payload.phones)
+    return Status(201, GroupOut(room=_room_out(user, created.room),
+                                pending=[InviteOut.of(i) for i in created.pending]))
+
+
+@router.get("rooms/{int:room_id}", response={200: RoomOut, **ERRORS})
+def room_detail(request: HttpRequest, room_id: int) -> RoomOut:
+    return RoomOut.of(selectors.room_get(user=_user(request), room_id=room_id))
+
+
+@router.patch("rooms/{int:room_id}", response={200: RoomOut, **ERRORS})
+def room_rename(request: HttpRequest, room_id: int, payload: NameIn) -> RoomOut:
+    """Rename a group (admins)."""
+    user = _user(request)
+    room = services.group_rename(actor=user, room_id=room_id, name=payload.name)
+    return _room_out(user, room)
+
+
+@router.get("rooms/{int:room_id}/messages", response={200: HistoryOut, **ERRORS})
+def room_messages(request: HttpRequest, room_id: int, query: Query[HistoryQuery]
+                  ) -> HistoryOut:
+    """A page of the room's stream, oldest first: after `after_seq`, else before
+    `before_seq`, else the newest. The same frames as on the socket."""
+    page = selectors.room_history(user=_user(request), room_id=room_id,
+                                  before_seq=query.before_seq, after_seq=query.after_seq,
+                                  limit=query.limit)
+    return HistoryOut(room=room_id, messages=page.events, has_more=page.has_more)
+
+
+@router.post("rooms/{int:room_id}/messages", response={201: SentOut, **ERRORS})
+def room_message_send(request: HttpRequest, room_id: int, payload: MessageIn
+                      ) -> Status[SentOut]:
+    """Send a message (as `chat.send`): a resend with the same client_msg_id returns the same
+    seq. `pii_warning` (422) unless confirm_pii."""
+    event = services.message_send(sender=_user(request), room_id=room_id,
+                                  client_msg_id=payload.client_msg_id, text=payload.text,
+                                  confirm_pii=payload.confirm_pii)
+    return Status(201, SentOut(seq=event.seq if event else None,
+                               message_id=event.pk if event else None))
+
+
+@router.patch("rooms/{int:room_id}/messages/{int:message_id}",
+              response={200: SentOut, **ERRORS})
+def room_message_edit(request: HttpRequest, room_id: int, message_id: int, payload: EditIn
+                      ) -> SentOut:
+    event = services.message_edit(user=_user(request), room_id=room_id, message_id=message_id,
+                                  text=payload.text, confirm_pii=payload.confirm_pii)
+    return SentOut(seq=event.seq if event else None, message_id=message_id if event else None)
+
+
+@router.delete("rooms/{int:room_id}/messages/{int:message_id}",
+               response={204: None, **ERRORS})
+def room_message_delete(request: HttpRequest, room_id: int, message_id: int) -> Status[None]:
+    """Delete for everyone: a tombstone stays, the text is removed."""
+    services.message_delete(user=_user(request), room_id=room_id, message_id=message_id)
+    return Status(204, None)
+
+
+@router.post("rooms/{int:room_id}/read", response={200: ReadOut, **ERRORS})
+def room_read(request: HttpRequest, room_id: int, payload: ReadIn) -> ReadOut:
+    """Mark read up to `seq`; every device of the user gets `chat.unread`."""
+    return ReadOut(unread=services.room_read(user=_user(request), room_id=room_id,
+                                             seq=payload.seq))
+
+
+@router.get("rooms/{int:room_id}/members", response={200: list[MemberOut], **ERRORS})
+def room_members(request: HttpRequest, room_id: int, query: Query[MembersQuery]
+                 ) -> list[MemberOut]:
+    """Members by user id, a page at a time (names and roles; no phone numbers)."""
+    return [MemberOut(user_id=m.user_id, name=m.name, role=m.role, joined_at=m.joined_at,
+                      last_read_seq=m.last_read_seq)
+            for m in selectors.room_members(user=_user(request), room_id=room_id,
+                                            after_user_id=query.after, limit=query.limit)]
+
+
+@router.post("rooms/{int:room_id}/members", response={201: MemberOut, 202: InviteOut, **ERRORS})
+def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Status[Any]:
+    """Add whoever verified `phone` to a group (admins); 202 with a held invite when no one
+    has verified it yet."""
+    result = services.group_member_add(actor=_user(request), room_id=room_id,
+                                       phone=payload.phone)
+    if isinstance(result, PendingInvite):
+        return Status(202, InviteOut.of(result))
+    return Status(201, MemberOut.of(result))
+
+
+@router.delete("rooms/{int:room_id}/members/{int:user_id}", response={204: None, **ERRORS})
+def room_member_remove(request: HttpRequest, room_id: int, user_id: int) -> Status[None]:
+    services.group_member_remove(actor=_user(request), room_id=room_id, user_id=user_id)
+    return Status(204, None)
+
+
+@router.post("rooms/{int:room_id}/members/{int:user_id}/role",
+             response={200: MemberOut, **ERRORS})
+def room_member_role(request: HttpRequest, room_id: int, user_id: int, payload: RoleIn
+                     ) -> MemberOut:
+    """Promote or demote; role owner hands ownership on (owner only)."""
+    membership = services.group_role_set(actor=_user(request), room_id=room_id,
+                                         user_id=user_id, role=payload.role)
+    return MemberOut.of(membership)
+
+
+@router.post("rooms/{int:room_id}/leave", response={204: None, **ERRORS})
+def room_leave(request: HttpRequest, room_id: int) -> Status[None]:
+    services.room_leave(user=_user(request), room_id=room_id)
+    return Status(204, None)
+
+
+# ---- invites, blocks, reports --------------------------------------------------------------
+
+@router.get("invites", response={200: list[InviteOut], **ERRORS})
+def invites(request: HttpRequest) -> list[InviteOut]:
+    """The caller's invites still waiting for someone to verify the number."""
+    return [InviteOut.of(i) for i in selectors.invite_list(user=_user(request))]
+
+
+@router.delete("invites/{int:invite_id}", response={204: None, **ERRORS})
+def invite_cancel(request: HttpRequest, invite_id: int) -> Status[None]:
+    services.invite_cancel(user=_user(request), invite_id=invite_id)
+    return Status(204, None)
+
+
+@router.get("blocks", response={200: list[BlockOut], **ERRORS})
+def blocks(request: HttpRequest) -> list[BlockOut]:
+    return [BlockOut.of(b) for b in selectors.block_list(user=_user(request))]
+
+
+@router.post("blocks", response={201: BlockOut, **ERRORS})
+def block_create(request: HttpRequest, payload: BlockIn) -> Status[BlockOut]:
+    """No new direct room or message from that user; they are not told."""
+    block = services.user_block(blocker=_user(request), user_id=payload.user_id)
+    return Status(201, BlockOut.of(Block.objects.select_related("blocked").get(pk=block.pk)))
+
+
+@router.delete("blocks/{int:user_id}", response={204: None, **ERRORS})
+def block_delete(request: HttpRequest, user_id: int) -> Status[None]:
+    services.user_unblock(blocker=_user(request), user_id=user_id)
+    return Status(204, None)
+
+
+@router.post("reports", response={201: ReportOut, **ERRORS})
+def report_create(request: HttpRequest, payload: ReportIn) -> Status[ReportOut]:
+    """Report a message (staff keep a copy of its text) or a user."""
+    report = services.report_create(reporter=_user(request), reason=payload.reason,
+                                    message_id=payload.message_id, user_id=payload.user_id)
+    return Status(201, ReportOut(id=report.pk, created_at=report.created_at))

@@ -1,0 +1,109 @@
+"""Helpers shared by the chat tests: verified citizens, rooms, frames and a fresh cache."""
+
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from django.core.cache import cache
+from pydantic import BaseModel
+
+from chatserver import protocol, services
+from chatserver.models import Room, RoomEvent
+from identity.models import User
+
+_numbers = itertools.count(1)
+
+
+def new_phone() -> str:
+    """A valid, unused Mongolian mobile number (Skytel's 91 range; other tests use 88 and 99)."""
+    return f"+97691{next(_numbers) % 1_000_000:06d}"
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    """Rate-limit windows live in the cache and user ids repeat between transactional tests."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def chat_user(make_citizen: Callable[..., User]) -> Callable[..., User]:
+    """chat_user(name="...") -> a citizen with a verified number of their own."""
+
+    def make(name: str = "Иргэн") -> User:
+        return make_citizen(phone=new_phone(), name=name)
+
+    return make
+
+
+def phone_of(user: User) -> str:
+    return user.phones.get(released_at__isnull=True).e164
+
+
+def direct_room(a: User, b: User) -> Room:
+    room = services.room_direct_get_or_create(user=a, phone=phone_of(b))
+    assert isinstance(room, Room)
+    return room
+
+
+def group(owner: User, *members: User, name: str = "Бүлэг") -> Room:
+    return services.group_create(creator=owner, name=name,
+                                 phones=[phone_of(m) for m in members]).room
+
+
+_counter = itertools.count(1)
+
+
+def send(user: User, room: Room | int, text: str = "Сайн уу", **kw: Any) -> RoomEvent:
+    room_id = room if isinstance(room, int) else room.pk
+    event = services.message_send(sender=user, room_id=room_id,
+                                  client_msg_id=kw.pop("client_msg_id", f"c{next(_counter)}"),
+                                  text=text, **kw)
+    assert event is not None
+    return event
+
+
+def seqs(room: Room | int) -> list[int]:
+    room_id = room if isinstance(room, int) else room.pk
+    return list(RoomEvent.objects.filter(room_id=room_id).order_by("seq")
+                .values_list("seq", flat=True))
+
+
+adirect_room = database_sync_to_async(direct_room)
+agroup = database_sync_to_async(group)
+asend = database_sync_to_async(send)
+aseqs = database_sync_to_async(seqs)
+
+
+def frames_of(frames: list[BaseModel], kind: type[BaseModel]) -> list[Any]:
+    return [f for f in frames if isinstance(f, kind)]
+
+
+async def drain(socket: Any, timeout: float = 0.3) -> list[BaseModel]:
+    """Every frame the socket receives until it has been quiet for `timeout` seconds."""
+    received = []
+    while not await socket.receive_nothing(timeout=timeout):
+        received.append(await socket.receive_frame())
+    return received
+
+
+async def receive_until(socket: Any, kind: type[BaseModel], timeout: float = 3) -> Any:
+    """The first frame of `kind`, skipping the others."""
+    while True:
+        frame = await socket.receive_frame(timeout)
+        if isinstance(frame, kind):
+            return frame
+
+
+def ack_of(frame: BaseModel) -> protocol.Ack:
+    assert isinstance(frame, protocol.Ack), frame
+    return frame
+
+
+def error_of(frame: BaseModel, code: str) -> protocol.ErrorFrame:
+    assert isinstance(frame, protocol.ErrorFrame), frame
+    assert frame.code == code, frame
+    return frame
