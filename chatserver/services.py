@@ -68,6 +68,7 @@ from chatserver.selectors import (
 from chatserver.throttle import throttle_check
 from identity.domain import mobile_parse
 from identity.models import PhoneNumber, User
+from notify.chat_push import chat_pushes_on_read
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +290,7 @@ def room_read(*, user: User, room_id: int, seq: int) -> int:
         if room is None:
             raise NotMember()
         seq = min(seq, room["last_seq"])
+        read_before = _active_membership(room_id=room_id, user_id=user.pk).last_read_seq
         updated = Membership.objects.filter(
             room_id=room_id, user=user, left_at__isnull=True, last_read_seq__lt=seq,
         ).update(last_read_seq=seq)
@@ -297,6 +299,7 @@ def room_read(*, user: User, room_id: int, seq: int) -> int:
                                   last_read_seq=membership.last_read_seq)
         if not updated:
             return count
+        chat_pushes_on_read(user_id=user.pk, room_id=room_id, after_seq=read_before, seq=seq)
         publish_user_on_commit(user.pk, protocol.ChatUnread(
             room=room_id, count=count, last_read_seq=membership.last_read_seq))
         if room["member_count"] <= chat_setting("SONOR_CHAT_RECEIPTS_AGGREGATE_ABOVE"):

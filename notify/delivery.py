@@ -179,9 +179,16 @@ def _finish(delivery: Delivery, worker_id: str, status: str, **fields: object) -
 
 def _outbound(delivery: Delivery) -> OutboundMessage:
     notification = delivery.notification
-    notify_settings = NotifySettings.objects.filter(user_id=notification.user_id).first()
+    user_id = notification.user_id if notification else delivery.user_id
+    notify_settings = NotifySettings.objects.filter(user_id=user_id).first()
     private = bool(notify_settings and notify_settings.private_previews)
     remaining = int((delivery.expires_at - timezone.now()).total_seconds())
+    if notification is None:  # a chat push (or the clearing of one)
+        return OutboundMessage(
+            kind="push", address=delivery.address, title=delivery.title,
+            body="" if private else delivery.body, category="chat", data=delivery.data,
+            collapse_key=f"room{delivery.room_id}", ttl_seconds=max(0, remaining),
+            dedupe_key=delivery.dedupe_key)
     return OutboundMessage(
         kind=delivery.channel, address=delivery.address,
         title=notification.title,
@@ -236,7 +243,7 @@ def delivery_record(*, delivery: Delivery, result: SendResult, started_at: datet
 def _sms_budget_exhausted_until(delivery: Delivery) -> datetime | None:
     """Local midnight, if this SMS would take its agency past today's budget of parts.
     Workers racing at the edge may overshoot by the messages they send at once."""
-    agency = delivery.notification.agency
+    agency = delivery.notification.agency if delivery.notification else None
     if agency is None or agency.sms_daily_budget_parts is None:
         return None
     midnight = timezone.now().astimezone(LOCAL_TZ).replace(hour=0, minute=0, second=0,
@@ -261,7 +268,8 @@ def deliveries_process(*, batch_size: int | None = None, worker_id: str = WORKER
             _finish(delivery, worker_id, Delivery.Status.EXPIRED)
             log.info("delivery %s expired unsent", delivery.pk)
             continue
-        if delivery.channel in ("push", "sms") and delivery.notification.read_at is not None:
+        if delivery.notification and delivery.channel in ("push", "sms") \
+                and delivery.notification.read_at is not None:
             _finish(delivery, worker_id, Delivery.Status.CANCELLED)
             continue
         if delivery.channel == "sms" and (tomorrow := _sms_budget_exhausted_until(delivery)):

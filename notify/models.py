@@ -244,8 +244,17 @@ class Delivery(models.Model):
         DELIVERED = "delivered"  # the operator's receipt says the phone got the SMS
         UNDELIVERED = "undelivered"  # the operator's receipt says it did not
 
-    notification = models.ForeignKey(Notification, on_delete=models.CASCADE,
-                                     related_name="deliveries")
+    # An inbox notification's copy, or (notification null) a chat push whose payload and
+    # recipient are on the row itself.
+    notification = models.ForeignKey(Notification, null=True, blank=True,
+                                     on_delete=models.CASCADE, related_name="deliveries")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                             on_delete=models.CASCADE, related_name="+")
+    room_id = models.BigIntegerField(null=True, blank=True)
+    seq = models.BigIntegerField(null=True, blank=True)
+    title = models.CharField(max_length=200, blank=True)
+    body = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
     channel = models.CharField(max_length=8)
     address = models.CharField(max_length=4096)
     device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.SET_NULL)
@@ -269,7 +278,14 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"]),
             models.Index(fields=["provider_id"]),
+            models.Index(fields=["user", "room_id", "status"]),
         ]
+
+
+class ChatPushCursor(models.Model):
+    """How far the chat push job has read the rooms' message events (one row)."""
+
+    last_event_id = models.BigIntegerField(default=0)
 
 
 class DeliveryAttempt(models.Model):

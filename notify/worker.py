@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from django.db import close_old_connections, connection
 
 from notify.broadcasts import broadcast_batch_process
+from notify.chat_push import chat_pushes_plan
 from notify.delivery import deliveries_process
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Job:
 def default_jobs(*, batch_size: int | None = None) -> list[Job]:
     return [
         Job("deliveries", lambda: deliveries_process()),
+        Job("chat pushes", lambda: chat_pushes_plan()),
         Job("broadcasts", lambda: broadcast_batch_process(batch_size=batch_size)),
     ]
 

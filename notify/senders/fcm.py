@@ -273,11 +273,12 @@ def build_message(outbound: OutboundMessage) -> messaging.Message:
     if ttl is not None:
         # 0 tells APNs to try once and not store the notification.
         apns_headers["apns-expiration"] = str(int(time.time()) + ttl) if ttl else "0"
+    shown = bool(outbound.title or outbound.body)  # else a data-only message (e.g. a clear)
     fcm_message = messaging.Message(
         notification=messaging.Notification(
             title=_clip(outbound.title, MAX_TITLE_CHARS) or None,
             body=_clip(outbound.body, MAX_BODY_CHARS) or None,
-        ),
+        ) if shown else None,
         data={str(key): str(value) for key, value in data.items()} or None,
         android=messaging.AndroidConfig(
             priority="high" if high else "normal",
@@ -285,7 +286,7 @@ def build_message(outbound: OutboundMessage) -> messaging.Message:
             ttl=ttl,
             # The tag makes the device replace a shown notification with the same key.
             notification=(messaging.AndroidNotification(tag=outbound.collapse_key)
-                          if outbound.collapse_key else None),
+                          if outbound.collapse_key and shown else None),
         ),
         apns=messaging.APNSConfig(headers=apns_headers),
     )

@@ -1,0 +1,126 @@
+"""Offline chat push: FCM to devices with no live socket, collapsed per room.
+
+    worker job chat_pushes_plan: read new message events after a cursor (no cost on the
+    send path) -> for each, members who have not read it -> their devices whose session has
+    no live socket -> push Delivery rows (older pending pushes of that room and device are
+    cancelled: one notification per room on the phone)
+    room read on any device -> pending pushes up to that seq cancelled; a push already shown
+    is cleared by a data-only push the app uses to remove it
+"""
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from chatserver.chat_config import chat_setting
+from chatserver.models import Membership, RoomEvent, SocketPresence
+from notify.delivery import quiet_hours_end
+from notify.models import ChatPushCursor, Delivery, Device, NotifySettings, Preference
+
+log = logging.getLogger(__name__)
+CHAT_PUSH_VALIDITY = timedelta(hours=24)
+
+
+def _collapse_key(room_id: int) -> str:
+    return f"room{room_id}"
+
+
+def _cursor_locked() -> ChatPushCursor:
+    """The cursor row, locked: one worker at a time plans chat pushes. A new cursor starts
+    at the newest event, so that a deployment never pushes old history."""
+    cursor = ChatPushCursor.objects.select_for_update().filter(pk=1).first()
+    if cursor is None:
+        head = RoomEvent.objects.aggregate(head=Max("pk"))["head"] or 0
+        ChatPushCursor.objects.get_or_create(pk=1, defaults={"last_event_id": head})
+        cursor = ChatPushCursor.objects.select_for_update().get(pk=1)
+    return cursor
+
+
+def chat_pushes_plan(*, batch_size: int = 200) -> bool:
+    """One unit of the worker: plan pushes for the next message events. Whether any event
+    was read."""
+    now = timezone.now()
+    live_after = now - timedelta(seconds=chat_setting("SONOR_CHAT_PRESENCE_TTL"))
+    with transaction.atomic():
+        cursor = _cursor_locked()
+        events = list(
+            RoomEvent.objects.filter(pk__gt=cursor.last_event_id)
+            .select_related("room", "sender").order_by("pk")[:batch_size])
+        if not events:
+            return False
+        for event in events:
+            if event.kind == RoomEvent.Kind.MESSAGE and event.deleted_at is None \
+                    and now - event.created_at < CHAT_PUSH_VALIDITY:
+                _plan_event(event, now=now, live_after=live_after)
+        cursor.last_event_id = events[-1].pk
+        cursor.save(update_fields=["last_event_id"])
+    return True
+
+
+def _plan_event(event: RoomEvent, *, now: timezone.datetime, live_after: timezone.datetime
+                ) -> None:
+    recipients = set(
+        Membership.objects.filter(room_id=event.room_id, left_at__isnull=True,
+                                  last_read_seq__lt=event.seq)
+        .exclude(user_id=event.sender_id).values_list("user_id", flat=True))
+    recipients -= set(Preference.objects.filter(
+        user_id__in=recipients, category="chat", channel="push", enabled=False,
+    ).values_list("user_id", flat=True))
+    if not recipients:
+        return
+    live_sessions = set(SocketPresence.objects.filter(
+        user_id__in=recipients, seen_at__gte=live_after).values_list("session_id", flat=True))
+    devices = [d for d in Device.objects.filter(user_id__in=recipients,
+                                                session__revoked_at__isnull=True)
+               if d.session_id not in live_sessions]
+    if not devices:
+        return
+    settings_by_user = {s.user_id: s for s in NotifySettings.objects.filter(
+        user_id__in={d.user_id for d in devices})}
+    sender_name = event.sender.name if event.sender else ""
+    title = event.room.name or sender_name or "Sonor"
+    body = f"{sender_name}: {event.text}" if event.room.name else event.text
+    # Collapse: a newer message of the room replaces what is still waiting for the phone.
+    Delivery.objects.filter(
+        channel="push", room_id=event.room_id, device__in=devices,
+        status=Delivery.Status.PENDING,
+    ).update(status=Delivery.Status.CANCELLED, finished_at=now)
+    Delivery.objects.bulk_create([
+        Delivery(
+            channel="push", user_id=device.user_id, device=device, address=device.token,
+            room_id=event.room_id, seq=event.seq, title=title[:200], body=body,
+            data={"type": "chat.message", "room": str(event.room_id), "seq": str(event.seq)},
+            dedupe_key=f"chat:{event.room_id}:{event.seq}:{device.pk}",
+            next_attempt_at=max(filter(None, [now, quiet_hours_end(
+                notify_settings=settings_by_user.get(device.user_id), now=now)])),
+            expires_at=event.created_at + CHAT_PUSH_VALIDITY,
+        )
+        for device in devices
+    ], ignore_conflicts=True)
+
+
+def chat_pushes_on_read(*, user_id: int, room_id: int, after_seq: int, seq: int) -> None:
+    """The room was read from `after_seq` up to `seq` on some device: nothing older needs to
+    reach the phone, and a push it already shows is cleared. The caller holds the
+    transaction."""
+    now = timezone.now()
+    Delivery.objects.filter(
+        user_id=user_id, room_id=room_id, channel="push", seq__lte=seq,
+        status=Delivery.Status.PENDING,
+    ).update(status=Delivery.Status.CANCELLED, finished_at=now)
+    shown = Delivery.objects.filter(
+        user_id=user_id, room_id=room_id, channel="push", seq__gt=after_seq, seq__lte=seq,
+        status=Delivery.Status.SENT, sent_at__gte=now - CHAT_PUSH_VALIDITY,
+    ).values_list("device_id", flat=True).distinct()
+    Delivery.objects.bulk_create([
+        Delivery(
+            channel="push", user_id=user_id, device=device, address=device.token,
+            room_id=room_id, seq=seq, data={"type": "chat.clear", "room": str(room_id)},
+            dedupe_key=f"chatclear:{room_id}:{seq}:{device.pk}", next_attempt_at=now,
+            expires_at=now + CHAT_PUSH_VALIDITY,
+        )
+        for device in Device.objects.filter(pk__in=list(shown))
+    ], ignore_conflicts=True)
