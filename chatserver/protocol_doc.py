@@ -38,6 +38,10 @@ _CLOSE_CODE_MEANINGS = {
         "The `Origin` header is not one of the server's allowed origins. Do not retry."
     ),
     "CLOSE_RATE_LIMITED": "Too many connections or frames. Reconnect later, with backoff.",
+    "CLOSE_TOO_SLOW": (
+        "The socket fell too far behind the room frames sent to it (the dropped frames are "
+        "counted). Reconnect and resume with `hello`."
+    ),
 }
 
 _INTRO = """\
@@ -106,9 +110,12 @@ account suspended) first receives `session.revoked` with a reason, then is close
 - `hello` is answered by `welcome`, then by exactly the events missed since the given
   sequence numbers, in order, with nothing left out. Where the server cannot answer exactly
   (more than `SONOR_RESUME_LIMIT` events were missed, 1,000 by default), it sends none of that
-  stream's events and lists the stream in `welcome.resync` (`"inbox"` for the inbox); the
-  client then reloads that stream over the REST API (`GET /api/v1/inbox`,
-  `GET /api/v1/rooms/{{id}}/messages`).
+  stream's events and lists the stream in `welcome.resync` (`"inbox"` for the inbox,
+  `"room:<id>"` for a room); the client then reloads that stream over the REST API
+  (`GET /api/v1/inbox`, `GET /api/v1/rooms/{{id}}/messages`). Rooms the user joined while
+  offline are resumed from their join, listed or not.
+- A live event and a resumed one can overlap: a client drops any event whose `seq` it
+  already has.
 - The unread count is the same on every device: reading on one device sends `notify.unread`
   to every socket of the user.
 - Channel-layer message types (`frame.push`, `session.revoke`) are internal to the server and
