@@ -256,3 +256,42 @@ def test_delivery_status_shows_to_the_agency_and_on_the_inbox_item(
     assert "fcm-token" not in str(push)  # the citizen's addresses stay private
     item = client.get("/api/v1/inbox").json()["items"][0]
     assert [(d["channel"], d["status"]) for d in item["deliveries"]] == [("push", "sent")]
+
+
+@pytest.fixture
+def fcm_configured(fcm_server: Any, settings: Any) -> Any:
+    from notify.senders.registry import sender_for
+
+    settings.SONOR_FCM_CREDENTIALS = str(fcm_server.credentials_path)
+    settings.SONOR_FCM_URL = fcm_server.send_url
+    sender_for.cache_clear()
+    yield fcm_server
+    sender_for.cache_clear()
+
+
+def test_a_dead_fcm_token_removes_the_device_and_quota_errors_retry_later(
+        fcm_configured: Any, make_citizen: Any, make_token: Any) -> None:
+    from notify.models import Device
+
+    user = make_citizen()
+    for token in ("fcm-token-gone-000001", "fcm-token-busy-000002"):  # two phones
+        JsonClient(make_token(user)).post("/api/v1/devices",
+                                          {"token": token, "platform": "android"})
+    fcm_configured.fail("fcm-token-gone-000001", "UNREGISTERED")
+    fcm_configured.fail("fcm-token-busy-000002", "QUOTA_EXCEEDED", retry_after="120", times=1)
+    notification = notify(user)
+    run_worker_until_idle()
+
+    gone = Delivery.objects.get(notification=notification, address="fcm-token-gone-000001")
+    busy = Delivery.objects.get(notification=notification, address="fcm-token-busy-000002")
+    assert gone.status == "invalid"
+    assert not Device.objects.filter(token="fcm-token-gone-000001").exists()
+    assert (busy.status, busy.attempts) == ("pending", 1)
+    assert busy.next_attempt_at > timezone.now() + timedelta(seconds=100)
+    assert DeliveryAttempt.objects.get(delivery=busy).status == "retry"
+
+    Delivery.objects.filter(pk=busy.pk).update(next_attempt_at=timezone.now())
+    run_worker_until_idle()
+    busy.refresh_from_db()
+    assert (busy.status, busy.attempts) == ("sent", 2)
+    assert fcm_configured.accepted_tokens() == {"fcm-token-busy-000002": 1}
