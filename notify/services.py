@@ -17,7 +17,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 from pydantic import BaseModel
 
@@ -103,28 +103,29 @@ def sms_send_now(*, to: str, text: str) -> SendResult:
 
 # ---- the citizen's inbox -------------------------------------------------------------------
 
-@transaction.atomic
-def notifications_mark_read(*, user: User, ids: list[int]) -> int:
-    """Mark the user's own notifications read; every device gets the new unread count."""
-    unread = list(Notification.objects.filter(user=user, pk__in=ids, read_at__isnull=True)
-                  .values_list("pk", flat=True))
-    updated = Notification.objects.filter(pk__in=unread).update(read_at=timezone.now())
+def _mark_read(*, user: User, unread: QuerySet[Notification]) -> int:
+    """Mark these unread notifications read: their pending push and SMS are cancelled and
+    every device gets the new unread count."""
+    ids = list(unread.values_list("pk", flat=True))
+    updated = Notification.objects.filter(pk__in=ids).update(read_at=timezone.now())
     if updated:
-        deliveries_cancel_on_read(notification_ids=unread)
+        deliveries_cancel_on_read(notification_ids=ids)
         _unread_publish_on_commit(user=user)
     return updated
+
+
+@transaction.atomic
+def notifications_mark_read(*, user: User, ids: list[int]) -> int:
+    """Mark the user's own notifications read."""
+    return _mark_read(user=user, unread=Notification.objects.filter(
+        user=user, pk__in=ids, read_at__isnull=True))
 
 
 @transaction.atomic
 def notifications_mark_all_read(*, user: User) -> int:
-    """Mark everything in the user's inbox read; every device gets the new unread count."""
-    unread = list(Notification.objects.filter(user=user, read_at__isnull=True)
-                  .values_list("pk", flat=True))
-    updated = Notification.objects.filter(pk__in=unread).update(read_at=timezone.now())
-    if updated:
-        deliveries_cancel_on_read(notification_ids=unread)
-        _unread_publish_on_commit(user=user)
-    return updated
+    """Mark everything in the user's inbox read."""
+    return _mark_read(user=user, unread=Notification.objects.filter(
+        user=user, read_at__isnull=True))
 
 
 def _own_notification_locked(*, user: User, notification_id: int) -> Notification:
