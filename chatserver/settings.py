@@ -118,7 +118,7 @@ else:
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = _SQLITE_OPTIONS
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_MAX_AGE"] = 60  # the WAL pragmas run once per connection
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
