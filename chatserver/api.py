@@ -32,13 +32,8 @@ def request_session_authenticate(request: HttpRequest) -> DeviceSession:
 
 def citizen_auth(request: HttpRequest) -> DeviceSession:
     session = request_session_authenticate(request)
-    request.device_session = session  # type: ignore[attr-defined]
     request.user = session.user
     return session
-
-
-def request_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def error_response(api: NinjaAPI, request: HttpRequest, exc: AppError) -> HttpResponse:

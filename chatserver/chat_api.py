@@ -10,25 +10,16 @@ from ninja import Query, Router, Schema, Status
 from pydantic import Field, model_validator
 
 from chatserver import protocol, selectors, services
+from chatserver.api_schemas import ErrorOut
 from chatserver.models import Block, Membership, PendingInvite, Room
-from identity.models import DeviceSession, User
+from identity.models import User
+from identity.ws_auth import request_session
 
 router = Router(tags=["chat"])
 
 
-class ErrorOut(Schema):
-    code: str
-    message: str
-    extra: dict[str, Any]
-
-
 ERRORS: dict[int, type[Schema]] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut,
                                    409: ErrorOut, 422: ErrorOut, 429: ErrorOut}
-
-
-def _user(request: HttpRequest) -> User:
-    session: DeviceSession = request.auth  # type: ignore[attr-defined]
-    return session.user
 
 
 # ---- shapes --------------------------------------------------------------------------------
@@ -209,7 +200,7 @@ def _room_out(user: User, room: Room) -> RoomOut:
 def rooms(request: HttpRequest) -> list[RoomOut]:
     """The user's rooms, most recently active first, with the last message and the unread
     count (the same on every device)."""
-    return [RoomOut.of(s) for s in selectors.room_list(user=_user(request))]
+    return [RoomOut.of(s) for s in selectors.room_list(user=request_session(request).user)]
 
 
 @router.post("rooms/direct", response={201: RoomOut, 202: InviteOut, **ERRORS})
@@ -217,7 +208,7 @@ def room_direct(request: HttpRequest, payload: PhoneIn) -> Status[Any]:
     """The direct room with whoever verified `phone` (the same room when asked again): 201.
     A number no one has verified gives a held invite (202) that becomes the room when
     someone verifies it."""
-    user = _user(request)
+    user = request_session(request).user
     result = services.room_direct_get_or_create(user=user, phone=payload.phone)
     if isinstance(result, PendingInvite):
         return Status(202, InviteOut.of(result))
@@ -227,7 +218,7 @@ def room_direct(request: HttpRequest, payload: PhoneIn) -> Status[Any]:
 @router.post("rooms/groups", response={201: GroupOut, **ERRORS})
 def group_create(request: HttpRequest, payload: GroupIn) -> Status[GroupOut]:
     """A group owned by the caller; numbers no one has verified get held invites."""
-    user = _user(request)
+    user = request_session(request).user
     created = services.group_create(creator=user, name=payload.name, phones=payload.phones)
     return Status(201, GroupOut(room=_room_out(user, created.room),
                                 pending=[InviteOut.of(i) for i in created.pending]))
@@ -235,13 +226,13 @@ def group_create(request: HttpRequest, payload: GroupIn) -> Status[GroupOut]:
 
 @router.get("rooms/{int:room_id}", response={200: RoomOut, **ERRORS})
 def room_detail(request: HttpRequest, room_id: int) -> RoomOut:
-    return RoomOut.of(selectors.room_get(user=_user(request), room_id=room_id))
+    return RoomOut.of(selectors.room_get(user=request_session(request).user, room_id=room_id))
 
 
 @router.patch("rooms/{int:room_id}", response={200: RoomOut, **ERRORS})
 def room_rename(request: HttpRequest, room_id: int, payload: NameIn) -> RoomOut:
     """Rename a group (admins)."""
-    user = _user(request)
+    user = request_session(request).user
     room = services.group_rename(actor=user, room_id=room_id, name=payload.name)
     return _room_out(user, room)
 
@@ -251,7 +242,7 @@ def room_messages(request: HttpRequest, room_id: int, query: Query[HistoryQuery]
                   ) -> HistoryOut:
     """A page of the room's stream, oldest first: after `after_seq`, else before
     `before_seq`, else the newest. The same frames as on the socket."""
-    page = selectors.room_history(user=_user(request), room_id=room_id,
+    page = selectors.room_history(user=request_session(request).user, room_id=room_id,
                                   before_seq=query.before_seq, after_seq=query.after_seq,
                                   limit=query.limit)
     return HistoryOut(room=room_id, messages=page.events, has_more=page.has_more)
@@ -262,7 +253,7 @@ def room_message_send(request: HttpRequest, room_id: int, payload: MessageIn
                       ) -> Status[SentOut]:
     """Send a message (as `chat.send`): a resend with the same client_msg_id returns the same
     seq. `pii_warning` (422) unless confirm_pii."""
-    event = services.message_send(sender=_user(request), room_id=room_id,
+    event = services.message_send(sender=request_session(request).user, room_id=room_id,
                                   client_msg_id=payload.client_msg_id, text=payload.text,
                                   confirm_pii=payload.confirm_pii)
     return Status(201, SentOut(seq=event.seq if event else None,
@@ -273,8 +264,9 @@ def room_message_send(request: HttpRequest, room_id: int, payload: MessageIn
               response={200: SentOut, **ERRORS})
 def room_message_edit(request: HttpRequest, room_id: int, message_id: int, payload: EditIn
                       ) -> SentOut:
-    event = services.message_edit(user=_user(request), room_id=room_id, message_id=message_id,
-                                  text=payload.text, confirm_pii=payload.confirm_pii)
+    event = services.message_edit(user=request_session(request).user, room_id=room_id,
+                                  message_id=message_id, text=payload.text,
+                                  confirm_pii=payload.confirm_pii)
     return SentOut(seq=event.seq if event else None, message_id=message_id if event else None)
 
 
@@ -282,14 +274,15 @@ def room_message_edit(request: HttpRequest, room_id: int, message_id: int, paylo
                response={204: None, **ERRORS})
 def room_message_delete(request: HttpRequest, room_id: int, message_id: int) -> Status[None]:
     """Delete for everyone: a tombstone stays, the text is removed."""
-    services.message_delete(user=_user(request), room_id=room_id, message_id=message_id)
+    services.message_delete(user=request_session(request).user, room_id=room_id,
+                            message_id=message_id)
     return Status(204, None)
 
 
 @router.post("rooms/{int:room_id}/read", response={200: ReadOut, **ERRORS})
 def room_read(request: HttpRequest, room_id: int, payload: ReadIn) -> ReadOut:
     """Mark read up to `seq`; every device of the user gets `chat.unread`."""
-    return ReadOut(unread=services.room_read(user=_user(request), room_id=room_id,
+    return ReadOut(unread=services.room_read(user=request_session(request).user, room_id=room_id,
                                              seq=payload.seq))
 
 
@@ -299,7 +292,7 @@ def room_members(request: HttpRequest, room_id: int, query: Query[MembersQuery]
     """Members by user id, a page at a time (names and roles; no phone numbers)."""
     return [MemberOut(user_id=m.user_id, name=m.name, role=m.role, joined_at=m.joined_at,
                       last_read_seq=m.last_read_seq)
-            for m in selectors.room_members(user=_user(request), room_id=room_id,
+            for m in selectors.room_members(user=request_session(request).user, room_id=room_id,
                                             after_user_id=query.after, limit=query.limit)]
 
 
@@ -307,7 +300,7 @@ def room_members(request: HttpRequest, room_id: int, query: Query[MembersQuery]
 def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Status[Any]:
     """Add whoever verified `phone` to a group (admins); 202 with a held invite when no one
     has verified it yet."""
-    result = services.group_member_add(actor=_user(request), room_id=room_id,
+    result = services.group_member_add(actor=request_session(request).user, room_id=room_id,
                                        phone=payload.phone)
     if isinstance(result, PendingInvite):
         return Status(202, InviteOut.of(result))
@@ -316,7 +309,8 @@ def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Sta
 
 @router.delete("rooms/{int:room_id}/members/{int:user_id}", response={204: None, **ERRORS})
 def room_member_remove(request: HttpRequest, room_id: int, user_id: int) -> Status[None]:
-    services.group_member_remove(actor=_user(request), room_id=room_id, user_id=user_id)
+    services.group_member_remove(actor=request_session(request).user, room_id=room_id,
+                                 user_id=user_id)
     return Status(204, None)
 
 
@@ -325,14 +319,14 @@ def room_member_remove(request: HttpRequest, room_id: int, user_id: int) -> Stat
 def room_member_role(request: HttpRequest, room_id: int, user_id: int, payload: RoleIn
                      ) -> MemberOut:
     """Promote or demote; role owner hands ownership on (owner only)."""
-    membership = services.group_role_set(actor=_user(request), room_id=room_id,
+    membership = services.group_role_set(actor=request_session(request).user, room_id=room_id,
                                          user_id=user_id, role=payload.role)
     return MemberOut.of(membership)
 
 
 @router.post("rooms/{int:room_id}/leave", response={204: None, **ERRORS})
 def room_leave(request: HttpRequest, room_id: int) -> Status[None]:
-    services.room_leave(user=_user(request), room_id=room_id)
+    services.room_leave(user=request_session(request).user, room_id=room_id)
     return Status(204, None)
 
 
@@ -341,36 +335,36 @@ def room_leave(request: HttpRequest, room_id: int) -> Status[None]:
 @router.get("invites", response={200: list[InviteOut], **ERRORS})
 def invites(request: HttpRequest) -> list[InviteOut]:
     """The caller's invites still waiting for someone to verify the number."""
-    return [InviteOut.of(i) for i in selectors.invite_list(user=_user(request))]
+    return [InviteOut.of(i) for i in selectors.invite_list(user=request_session(request).user)]
 
 
 @router.delete("invites/{int:invite_id}", response={204: None, **ERRORS})
 def invite_cancel(request: HttpRequest, invite_id: int) -> Status[None]:
-    services.invite_cancel(user=_user(request), invite_id=invite_id)
+    services.invite_cancel(user=request_session(request).user, invite_id=invite_id)
     return Status(204, None)
 
 
 @router.get("blocks", response={200: list[BlockOut], **ERRORS})
 def blocks(request: HttpRequest) -> list[BlockOut]:
-    return [BlockOut.of(b) for b in selectors.block_list(user=_user(request))]
+    return [BlockOut.of(b) for b in selectors.block_list(user=request_session(request).user)]
 
 
 @router.post("blocks", response={201: BlockOut, **ERRORS})
 def block_create(request: HttpRequest, payload: BlockIn) -> Status[BlockOut]:
     """No new direct room or message from that user; they are not told."""
-    block = services.user_block(blocker=_user(request), user_id=payload.user_id)
+    block = services.user_block(blocker=request_session(request).user, user_id=payload.user_id)
     return Status(201, BlockOut.of(Block.objects.select_related("blocked").get(pk=block.pk)))
 
 
 @router.delete("blocks/{int:user_id}", response={204: None, **ERRORS})
 def block_delete(request: HttpRequest, user_id: int) -> Status[None]:
-    services.user_unblock(blocker=_user(request), user_id=user_id)
+    services.user_unblock(blocker=request_session(request).user, user_id=user_id)
     return Status(204, None)
 
 
 @router.post("reports", response={201: ReportOut, **ERRORS})
 def report_create(request: HttpRequest, payload: ReportIn) -> Status[ReportOut]:
     """Report a message (staff keep a copy of its text) or a user."""
-    report = services.report_create(reporter=_user(request), reason=payload.reason,
+    report = services.report_create(reporter=request_session(request).user, reason=payload.reason,
                                     message_id=payload.message_id, user_id=payload.user_id)
     return Status(201, ReportOut(id=report.pk, created_at=report.created_at))

@@ -10,14 +10,9 @@ from pydantic import Field
 from chatserver.errors import OriginForbidden
 from chatserver.web import session_cookie_set
 from identity import selectors, services
-from identity.models import DeviceSession
-from identity.ws_auth import origin_allowed
+from identity.ws_auth import origin_allowed, request_session
 
 router = Router(tags=["identity"])
-
-
-def _session(request: HttpRequest) -> DeviceSession:
-    return request.auth  # type: ignore[attr-defined, no-any-return]
 
 
 class MeOut(Schema):
@@ -75,7 +70,7 @@ class CookieIn(Schema):
 
 @router.get("me", response=MeOut)
 def me(request: HttpRequest) -> MeOut:
-    session = _session(request)
+    session = request_session(request)
     user = session.user
     return MeOut(id=user.pk, register_number=user.register_number, name=user.name,
                  phone=services.phone_current(user=user), session_id=session.pk)
@@ -83,21 +78,21 @@ def me(request: HttpRequest) -> MeOut:
 
 @router.post("phones", response={202: PhoneStartOut})
 def phone_start(request: HttpRequest, payload: PhoneIn) -> tuple[int, PhoneStartOut]:
-    verification = services.phone_verification_start(user=_session(request).user,
+    verification = services.phone_verification_start(user=request_session(request).user,
                                                      phone=payload.phone)
     return 202, PhoneStartOut(phone=verification.e164, expires_at=verification.expires_at)
 
 
 @router.post("phones/verify", response=PhoneOut)
 def phone_verify(request: HttpRequest, payload: PhoneVerifyIn) -> PhoneOut:
-    phone = services.phone_verification_confirm(user=_session(request).user,
+    phone = services.phone_verification_confirm(user=request_session(request).user,
                                                 phone=payload.phone, code=payload.code)
     return PhoneOut(phone=phone.e164, verified_at=phone.verified_at)
 
 
 @router.get("sessions", response=list[SessionOut])
 def sessions(request: HttpRequest) -> list[SessionOut]:
-    current = _session(request)
+    current = request_session(request)
     return [
         SessionOut(id=s.pk, device_name=s.device_name, platform=s.platform,
                    login_method=s.login_method, ip=s.ip, created_at=s.created_at,
@@ -108,26 +103,26 @@ def sessions(request: HttpRequest) -> list[SessionOut]:
 
 @router.delete("sessions/{int:session_id}", response={204: None})
 def session_delete(request: HttpRequest, session_id: int) -> tuple[int, None]:
-    session = selectors.session_get_own(user=_session(request).user, session_id=session_id)
+    session = selectors.session_get_own(user=request_session(request).user, session_id=session_id)
     services.session_revoke(session=session)
     return 204, None
 
 
 @router.post("sessions/revoke-others", response=RevokedOut)
 def sessions_revoke_others(request: HttpRequest) -> RevokedOut:
-    return RevokedOut(revoked=services.sessions_revoke_others(session=_session(request)))
+    return RevokedOut(revoked=services.sessions_revoke_others(session=request_session(request)))
 
 
 @router.post("logout", response={204: None})
 def logout(request: HttpRequest, response: HttpResponse) -> tuple[int, None]:
-    services.session_revoke(session=_session(request))
+    services.session_revoke(session=request_session(request))
     response.delete_cookie(settings.SONOR_SESSION_COOKIE, samesite="Strict")
     return 204, None
 
 
 @router.post("account/close", response={204: None})
 def account_close(request: HttpRequest) -> tuple[int, None]:
-    services.account_close(user=_session(request).user)
+    services.account_close(user=request_session(request).user)
     return 204, None
 
 
@@ -135,7 +130,7 @@ def account_close(request: HttpRequest) -> tuple[int, None]:
 def access_log(request: HttpRequest) -> list[AccessLogOut]:
     return [AccessLogOut(actor_kind=e.actor_kind, actor_name=e.actor_name, action=e.action,
                          created_at=e.created_at)
-            for e in selectors.access_log_list(user=_session(request).user)]
+            for e in selectors.access_log_list(user=request_session(request).user)]
 
 
 @router.post("auth/cookie", auth=None, response={204: None})

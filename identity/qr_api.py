@@ -7,13 +7,9 @@ from ninja import Router, Schema
 from pydantic import Field
 
 from identity.login import qr
-from identity.models import DeviceSession
+from identity.ws_auth import request_session
 
 router = Router(tags=["qr login"])
-
-
-def _session(request: HttpRequest) -> DeviceSession:
-    return request.auth  # type: ignore[attr-defined, no-any-return]
 
 
 class QrTokenIn(Schema):
@@ -41,19 +37,19 @@ class QrApprovedOut(Schema):
 
 @router.post("lookup", response=QrLookupOut)
 def qr_lookup(request: HttpRequest, payload: QrTokenIn) -> QrLookupOut:
-    login = qr.qr_lookup(session=_session(request), token=payload.token)
+    login = qr.qr_lookup(session=request_session(request), token=payload.token)
     return QrLookupOut(requester_device=login.requester_device, requester_ip=login.requester_ip,
                        requested_at=login.created_at, expires_at=login.expires_at)
 
 
 @router.post("approve", response=QrApprovedOut)
 def qr_approve(request: HttpRequest, payload: QrTokenIn) -> QrApprovedOut:
-    created = qr.qr_approve(session=_session(request), token=payload.token)
+    created = qr.qr_approve(session=request_session(request), token=payload.token)
     return QrApprovedOut(session_id=created.pk, device_name=created.device_name, ip=created.ip,
                          created_at=created.created_at)
 
 
 @router.post("deny", response={204: None})
 def qr_deny(request: HttpRequest, payload: QrTokenIn) -> tuple[int, None]:
-    qr.qr_deny(session=_session(request), token=payload.token)
+    qr.qr_deny(session=request_session(request), token=payload.token)
     return 204, None

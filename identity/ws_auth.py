@@ -8,6 +8,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
 
 from chatserver.errors import OriginForbidden
 from identity.models import DeviceSession
@@ -50,3 +51,8 @@ def scope_authenticate(scope: dict[str, Any]) -> DeviceSession:
         morsel = cookie.get(settings.SONOR_SESSION_COOKIE)
         token = morsel.value if morsel else ""
     return session_authenticate(token=token)
+
+
+def request_session(request: HttpRequest) -> DeviceSession:
+    """The session that citizen_auth put on an authenticated API request."""
+    return request.auth  # type: ignore[attr-defined, no-any-return]

@@ -15,11 +15,11 @@ from ninja.security import HttpBearer
 from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
 from chatserver.api import error_response, install_error_handlers
+from chatserver.api_schemas import ErrorOut
 from chatserver.errors import InvalidInput
 from chatserver.throttle import throttle_check
 from notify import broadcasts, selectors, services
 from notify.agency_services import api_key_authenticate
-from notify.api import ErrorOut
 from notify.errors import PayloadTooLarge
 from notify.models import Agency, Broadcast, Notification
 

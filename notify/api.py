@@ -10,7 +10,8 @@ from django.utils import timezone
 from ninja import Query, Router, Schema
 from pydantic import Field, model_validator
 
-from identity.models import DeviceSession, User
+from chatserver.api_schemas import ErrorOut
+from identity.ws_auth import request_session
 from notify import selectors, services
 from notify.models import Notification
 
@@ -18,20 +19,6 @@ router = Router(tags=["inbox"])
 
 CategoryName = Literal["service_request", "petition", "complaint", "payment", "system",
                        "security", "chat"]
-
-
-class ErrorOut(Schema):
-    """Every error of the citizen and agency APIs: `code` is stable, `message` is for people,
-    `extra` holds details (field, retry_after, ...)."""
-
-    code: str
-    message: str
-    extra: dict[str, Any]
-
-
-def _user(request: HttpRequest) -> User:
-    session: DeviceSession = request.auth  # type: ignore[attr-defined]
-    return session.user
 
 
 class AgencyRef(Schema):
@@ -128,7 +115,7 @@ ERRORS: dict[int, type[Schema]] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 
 def inbox(request: HttpRequest, filters: Query[InboxFilters]) -> InboxPageOut:
     """The inbox, newest first, a page at a time. Reported notifications are not listed;
     archived ones only with `archived=true`."""
-    user = _user(request)
+    user = request_session(request).user
     rows, next_cursor = selectors.inbox_page(
         user=user, cursor=filters.cursor, limit=filters.limit, category=filters.category,
         unread=filters.unread, agency_id=filters.agency, archived=filters.archived)
@@ -139,7 +126,7 @@ def inbox(request: HttpRequest, filters: Query[InboxFilters]) -> InboxPageOut:
 @router.post("inbox/read", response={200: ReadOut, **ERRORS})
 def inbox_read(request: HttpRequest, payload: ReadIn) -> ReadOut:
     """Mark notifications read; every device of the user gets `notify.unread`."""
-    user = _user(request)
+    user = request_session(request).user
     if payload.all:
         updated = services.notifications_mark_all_read(user=user)
     else:
@@ -149,7 +136,7 @@ def inbox_read(request: HttpRequest, payload: ReadIn) -> ReadOut:
 
 @router.post("inbox/{notification_id}/archive", response={200: InboxItemOut, **ERRORS})
 def inbox_archive(request: HttpRequest, notification_id: int) -> InboxItemOut:
-    notification = services.notification_archive(user=_user(request),
+    notification = services.notification_archive(user=request_session(request).user,
                                                  notification_id=notification_id)
     return InboxItemOut.of(notification)
 
@@ -158,7 +145,7 @@ def inbox_archive(request: HttpRequest, notification_id: int) -> InboxItemOut:
 def inbox_report(request: HttpRequest, notification_id: int, payload: ReportIn) -> ReportOut:
     """This notification was meant for someone else (misaddressed): it leaves the inbox and
     the unread count, and the sending agency and staff see the report."""
-    user = _user(request)
+    user = request_session(request).user
     notification = services.notification_report(user=user, notification_id=notification_id,
                                                 reason=payload.reason)
     assert notification.reported_at is not None
@@ -170,7 +157,7 @@ def inbox_report(request: HttpRequest, notification_id: int, payload: ReportIn) 
 def export(request: HttpRequest) -> HttpResponse:
     """Everything kept about the user, as a JSON download: profile, phones, sessions, inbox,
     access log (and whatever other packages register in notify.selectors.EXPORT_SECTIONS)."""
-    data = selectors.user_data_export(user=_user(request))
+    data = selectors.user_data_export(user=request_session(request).user)
     response = HttpResponse(json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False,
                                        indent=1),
                             content_type="application/json; charset=utf-8")

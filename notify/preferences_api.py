@@ -6,14 +6,10 @@ from django.http import HttpRequest
 from ninja import Router, Schema
 from pydantic import Field
 
-from identity.models import DeviceSession
+from identity.ws_auth import request_session
 from notify import preferences
 
 router = Router(tags=["preferences"])
-
-
-def _session(request: HttpRequest) -> DeviceSession:
-    return request.auth  # type: ignore[attr-defined, no-any-return]
 
 
 class QuietHours(Schema):
@@ -66,12 +62,12 @@ def _out(user_preferences: preferences.PreferencesView) -> PreferencesOut:
 
 @router.get("preferences", response=PreferencesOut)
 def preferences_read(request: HttpRequest) -> PreferencesOut:
-    return _out(preferences.preferences_get(user=_session(request).user))
+    return _out(preferences.preferences_get(user=request_session(request).user))
 
 
 @router.put("preferences", response=PreferencesOut)
 def preferences_write(request: HttpRequest, payload: PreferencesIn) -> PreferencesOut:
-    user = _session(request).user
+    user = request_session(request).user
     sent = payload.model_dump(exclude_unset=True)
     quiet: tuple[time, time] | None | bool = False
     if "quiet_hours" in sent:
@@ -88,12 +84,12 @@ def preferences_write(request: HttpRequest, payload: PreferencesIn) -> Preferenc
 
 @router.post("devices", response={201: DeviceOut})
 def device_add(request: HttpRequest, payload: DeviceIn) -> tuple[int, DeviceOut]:
-    device = preferences.device_register(session=_session(request), token=payload.token,
+    device = preferences.device_register(session=request_session(request), token=payload.token,
                                          platform=payload.platform, name=payload.name)
     return 201, DeviceOut(id=device.pk, platform=device.platform, name=device.name)
 
 
 @router.delete("devices/{int:device_id}", response={204: None})
 def device_remove(request: HttpRequest, device_id: int) -> tuple[int, None]:
-    preferences.device_delete(user=_session(request).user, device_id=device_id)
+    preferences.device_delete(user=request_session(request).user, device_id=device_id)
     return 204, None
