@@ -7,6 +7,7 @@ no browser is downloaded (`playwright install` is never run).
 """
 
 import json
+import os
 import re
 import urllib.error
 import urllib.request
@@ -27,7 +28,7 @@ from tests.e2e.conftest import LiveServer
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("SONOR_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
