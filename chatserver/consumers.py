@@ -1,9 +1,18 @@
 """The device socket /ws/v1: authenticate, then route frames to ws_handlers.
 
-Frames from the channel layer arrive already serialised (`frame.push`) and are written as is.
-Room frames come from the process's RoomFanout (chatserver.realtime) into a bounded outbox
-that one writer task per socket drains; a socket that falls too far behind is closed with
-4408 (reconnect and resume) and its dropped frames are counted.
+A socket has no channel-layer channel of its own: the process's LocalHub (chatserver.realtime)
+follows the groups of its user, its session and its rooms, and hands each layer message to
+`hub_deliver`, which queues already serialised frames in a bounded outbox. A writer task,
+alive only while the outbox has frames, drains it; a socket that falls too far behind is
+closed with 4408 (reconnect and resume) and its dropped frames are counted. One task per
+process re-checks every local session in one query (SessionWatcher), in case the layer
+dropped a revocation.
+
+Why not a plain Channels consumer: bench/README.md has the numbers. Per socket, Channels
+opens a layer channel with its own receive loop (a Redis subscription each on the pub/sub
+layer, an O(sockets) sweep each on the in-memory one) and hops to the sync thread on every
+incoming frame to close old database connections (database_sync_to_async does that already
+around every database call here).
 """
 
 import asyncio
@@ -11,9 +20,12 @@ import collections
 import json
 import logging
 import time
+import uuid
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from prometheus_client import Counter
@@ -31,12 +43,12 @@ from chatserver.errors import (
 )
 from chatserver.metrics import FRAME_ERRORS, FRAMES_IN, FRAMES_OUT, SOCKETS_OPEN, SOCKETS_REFUSED
 from chatserver.ratelimit import TokenBucket
-from chatserver.realtime import room_fanout, session_group, user_group
+from chatserver.realtime import LocalHub, local_hub, room_group, session_group, user_group
 from chatserver.services import chat_socket_close, chat_socket_open, chat_socket_seen
 from chatserver.ws_handlers import HANDLERS
 from identity.models import DeviceSession
-from identity.selectors import session_end_reason
-from identity.ws_auth import scope_authenticate
+from identity.selectors import session_end_reason, session_end_reasons
+from identity.ws_auth import scope_authenticate, scope_client
 
 log = logging.getLogger(__name__)
 
@@ -44,30 +56,67 @@ ROOM_FRAMES_DROPPED = Counter(
     "sonor_room_frames_dropped_total",
     "Room frames dropped because a socket fell too far behind (it is closed with 4408)")
 SOCKETS_TOO_SLOW = Counter("sonor_sockets_too_slow_total", "Sockets closed for falling behind")
+SOCKETS_FLOODING = Counter("sonor_sockets_flooding_total",
+                           "Sockets closed with 4429 for sending too many refused frames")
+
+# Control items in a socket's outbox, between frame texts (which are str).
+_REVOKED = "revoked"
+_TOO_SLOW = "too_slow"
+
+
+def _socket_open(*, session_id: int, user_id: int, channel_name: str
+                 ) -> tuple[str | None, list[int]]:
+    """After the socket joined its user's and session's groups: whether the session ended
+    meanwhile (a revocation before the join would be missed), and the rooms to follow."""
+    reason = session_end_reason(session_id=session_id)
+    if reason is not None:
+        return reason, []
+    return None, chat_socket_open(user_id=user_id, session_id=session_id,
+                                  channel_name=channel_name)
 
 
 class DeviceConsumer(AsyncWebsocketConsumer):
-    session: DeviceSession
-    groups_joined: list[str]
+    session: DeviceSession | None = None
+    hub: LocalHub
     # Rooms this socket follows: a cache for cheap checks; the services stay authoritative.
-    # Kept current by room.join layer messages and by the fan-out (room_left).
     room_ids: set[int]
     typing_sent_at: dict[int, float]
-    follower_user_id: int = 0
-    outbox: collections.deque[str]
+    outbox: collections.deque[str | tuple[str, str]]
     writer: asyncio.Task[None] | None = None
+    too_slow: bool = False
+    closing: bool = False
+    handling: bool = False
+    address: str = ""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # No per-socket layer channel (see the module docstring): the hub delivers.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes old database connections here, in the sync thread, for every
+        # frame; database_sync_to_async already does it around each call that needs one.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
-        self.groups_joined = []
         self.room_ids = set()
         self.typing_sent_at = {}
         self.outbox = collections.deque()
-        self.outbox_ready = asyncio.Event()
-        self.too_slow = False
+        # A unique name for presence rows; not a layer channel.
+        self.channel_name = f"socket.{uuid.uuid4().hex}"
         # Accept first: a close code only reaches the client on an open socket.
         await self.accept()
         try:
-            self.session = await database_sync_to_async(scope_authenticate)(self.scope)
+            session = await database_sync_to_async(scope_authenticate)(self.scope)
         except OriginForbidden:
             SOCKETS_REFUSED.labels("origin").inc()
             await self.close(code=protocol.CLOSE_ORIGIN_FORBIDDEN)
@@ -77,89 +126,107 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             SOCKETS_REFUSED.labels(exc.code).inc()
             await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
             return
+        self.hub = local_hub()
+        self.address = scope_client(self.scope)[0] or ""
+        if not _counts.admit(user_id=session.user_id, address=self.address):
+            SOCKETS_REFUSED.labels("too_many_sockets").inc()
+            log.info("socket of user %s from %s refused: too many sockets",
+                     session.user_id, self.address)
+            await self.close(code=protocol.CLOSE_RATE_LIMITED)
+            return
+        self.session = session
         SOCKETS_OPEN.inc()
-        self.session_checked_at = time.monotonic()
         self.bucket = TokenBucket(settings.SONOR_WS_RATE_PER_SECOND, settings.SONOR_WS_RATE_BURST)
-        for group in (user_group(self.session.user_id), session_group(self.session.pk)):
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.append(group)
-        # After joining the user's group, so that a room.join sent meanwhile is not lost.
-        self.follower_user_id = self.session.user_id
-        self.writer = asyncio.get_running_loop().create_task(self._write_room_frames())
-        room_ids = await database_sync_to_async(chat_socket_open)(
-            user_id=self.session.user_id, session_id=self.session.pk,
-            channel_name=self.channel_name)
+        self.refused = TokenBucket(settings.SONOR_WS_REFUSED_PER_SECOND,
+                                   settings.SONOR_WS_REFUSED_BURST)
+        await self.hub.subscribe(user_group(session.user_id), self)
+        await self.hub.subscribe(session_group(session.pk), self)
+        _watcher().start()
+        reason, room_ids = await database_sync_to_async(_socket_open)(
+            session_id=session.pk, user_id=session.user_id, channel_name=self.channel_name)
         self.presence_at = time.monotonic()
+        if reason is not None:
+            self._queue([(_REVOKED, reason)])
+            return
         for room_id in room_ids:
             await self._room_follow(room_id)
-        # A revocation between the check above and joining the groups would be missed.
-        await self._session_still_live(force=True)
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "bucket"):
-            SOCKETS_OPEN.dec()
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        fanout = room_fanout()
-        for room_id in list(self.room_ids):
-            await fanout.unfollow(room_id, self)
+        session = self.session
+        if session is None:
+            return
+        self.session = None
+        self.closing = True
+        SOCKETS_OPEN.dec()
+        _counts.release(user_id=session.user_id, address=self.address)
+        self.hub.unsubscribe(user_group(session.user_id), self)
+        self.hub.unsubscribe(session_group(session.pk), self)
+        for room_id in self.room_ids:
+            self.hub.unsubscribe(room_group(room_id), self)
         self.room_ids.clear()
         if self.writer is not None:
             self.writer.cancel()
-        if hasattr(self, "presence_at"):
-            await database_sync_to_async(chat_socket_close)(channel_name=self.channel_name)
+        await database_sync_to_async(chat_socket_close)(channel_name=self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not hasattr(self, "bucket"):
-            return  # closing: not authenticated
-        if not await self._session_still_live():
-            return
-        await self._presence_refresh()
+        if self.session is None or self.closing:
+            return  # not authenticated, or closing
         request_id: str | None = None
+        raw = text_data if text_data is not None else bytes_data or b""
         try:
-            raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8")
-            if len(raw.encode("utf-8")) > settings.SONOR_WS_MAX_FRAME_BYTES:
+            # Every frame spends from the budget before it costs any parsing.
+            wait = self.bucket.take()
+            if wait:
+                request_id = _cheap_request_id(raw)
+                raise RateLimited(wait)
+            if len(raw) > settings.SONOR_WS_MAX_FRAME_BYTES or (
+                    isinstance(raw, str) and len(raw.encode()) > settings.SONOR_WS_MAX_FRAME_BYTES):
                 raise FrameTooLarge()
             data = json.loads(raw)
             request_id = _request_id(data)
-            wait = self.bucket.take()
-            if wait:
-                raise RateLimited(wait)
             frame = protocol.client_frame_adapter.validate_python(data)
-            FRAMES_IN.labels(frame.type).inc()
-            replies = await HANDLERS[frame.type](self, frame)
         except ValidationError as exc:
-            await self._send_error(request_id, _invalid(exc))
+            await self._refuse(request_id, _invalid(exc))
             return
         except (ValueError, UnicodeDecodeError):  # not JSON or not UTF-8
-            await self._send_error(request_id, InvalidInput("Frames are UTF-8 JSON objects."))
+            await self._refuse(request_id, InvalidInput("Frames are UTF-8 JSON objects."))
             return
         except AppError as exc:
-            await self._send_error(request_id, exc)
+            await self._refuse(request_id, exc)
             return
+        FRAMES_IN.labels(frame.type).inc()
+        await self._presence_refresh()
+        # Frames published while the handler runs (its own effects among them) wait in the
+        # outbox, so that the client reads the answer first.
+        self.handling = True
+        try:
+            replies = await HANDLERS[frame.type](self, frame)
+        except AppError as exc:
+            replies = [_error_frame(request_id, exc)]
+        finally:
+            self.handling = False
         for reply in replies:
             await self.send_frame(reply)
+        self._write_soon()
+
+    async def _refuse(self, request_id: str | None, exc: AppError) -> None:
+        """Answer a frame refused before any handler ran; close a socket that keeps
+        sending them."""
+        if self.refused.take():
+            SOCKETS_FLOODING.inc()
+            log.warning("socket of user %s closed: too many refused frames",
+                        self.session.user_id if self.session else None)
+            self.closing = True
+            await self.close(code=protocol.CLOSE_RATE_LIMITED)
+            return
+        await self._send_error(request_id, exc)
 
     async def send_frame(self, frame: BaseModel) -> None:
         FRAMES_OUT.inc()
-        await self.send(text_data=frame.model_dump_json())
+        await self.base_send({"type": "websocket.send", "text": frame.model_dump_json()})
 
     async def _send_error(self, request_id: str | None, exc: AppError) -> None:
-        FRAME_ERRORS.labels(exc.code).inc()
-        await self.send_frame(protocol.ErrorFrame(
-            id=request_id, code=exc.code, message=exc.message, extra=exc.extra))
-
-    async def _session_still_live(self, force: bool = False) -> bool:
-        """The layer may drop a revocation: re-check the session now and then, lazily."""
-        elapsed = time.monotonic() - self.session_checked_at
-        if not force and elapsed < settings.SONOR_WS_SESSION_RECHECK:
-            return True
-        self.session_checked_at = time.monotonic()
-        reason = await database_sync_to_async(session_end_reason)(session_id=self.session.pk)
-        if reason is not None:
-            await self._revoked(reason)
-            return False
-        return True
+        await self.send_frame(_error_frame(request_id, exc))
 
     async def _presence_refresh(self) -> None:
         """Keep this socket counted as live (chat_offline_members) while the client talks."""
@@ -169,71 +236,168 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(chat_socket_seen)(channel_name=self.channel_name)
 
     async def _room_follow(self, room_id: int) -> None:
-        if room_id not in self.room_ids:
+        if room_id not in self.room_ids and self.session is not None:
             self.room_ids.add(room_id)
-            await room_fanout().follow(room_id, self)
+            await self.hub.subscribe(room_group(room_id), self)
 
-    # ---- room frames (RoomFollower): queued by the fan-out, written by one task ----
+    # ---- layer messages from the hub (not wire types): queued, written by one task ----
 
-    def room_frames(self, texts: list[str]) -> None:
-        if self.too_slow:
+    def hub_deliver(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "room.push":
+            self._queue(message["texts"])
+            if self.session is not None and self.session.user_id in message.get("leave", ()):
+                self._room_left(message["room"])
+        elif kind == "frame.push":
+            self._queue([message["text"]])
+        elif kind == "session.revoke":
+            self._queue([(_REVOKED, message["reason"])])
+        elif kind == "room.join":
+            if message["room"] not in self.room_ids:
+                # The frames that made this user a member come before the room's own.
+                self._queue(message["texts"])
+                asyncio.ensure_future(self._room_follow(message["room"]))
+
+    def _room_left(self, room_id: int) -> None:
+        """The user left the room (its frames saying so are queued)."""
+        if room_id in self.room_ids:
+            self.room_ids.discard(room_id)
+            self.typing_sent_at.pop(room_id, None)
+            self.hub.unsubscribe(room_group(room_id), self)
+
+    def _queue(self, items: list[Any]) -> None:
+        if self.too_slow or self.session is None:
             return
-        if len(self.outbox) + len(texts) > chat_setting("SONOR_CHAT_SOCKET_BUFFER"):
-            ROOM_FRAMES_DROPPED.inc(len(self.outbox) + len(texts))
+        if len(self.outbox) + len(items) > chat_setting("SONOR_CHAT_SOCKET_BUFFER"):
+            dropped = len(self.outbox) + len(items)
+            ROOM_FRAMES_DROPPED.inc(dropped)
             SOCKETS_TOO_SLOW.inc()
             log.warning("socket of user %s fell behind: closed, %s frames dropped",
-                        self.follower_user_id, len(self.outbox) + len(texts))
+                        self.session.user_id, dropped)
             self.outbox.clear()
             self.too_slow = True
-        else:
-            self.outbox.extend(texts)
-        self.outbox_ready.set()
+            items = [(_TOO_SLOW, "")]
+        self.outbox.extend(items)
+        self._write_soon()
 
-    def room_left(self, room_id: int) -> None:
-        """The user left the room (the fan-out has handed over the frames saying so)."""
-        self.room_ids.discard(room_id)
-        self.typing_sent_at.pop(room_id, None)
+    def _write_soon(self) -> None:
+        if self.writer is None and self.outbox and not self.handling:
+            self.writer = asyncio.ensure_future(self._write_outbox())
 
-    async def _write_room_frames(self) -> None:
+    async def _write_outbox(self) -> None:
+        send = self.base_send
+        written = 0
         try:
-            while True:
-                await self.outbox_ready.wait()
-                self.outbox_ready.clear()
-                if self.too_slow:
+            while self.outbox and not self.handling:
+                item = self.outbox.popleft()
+                if isinstance(item, str):
+                    written += 1
+                    await send({"type": "websocket.send", "text": item})
+                elif item[0] == _REVOKED:
+                    await self._revoked(item[1])
+                    return
+                else:
                     await self.close(code=protocol.CLOSE_TOO_SLOW)
                     return
-                if self.outbox and not await self._session_still_live():
-                    return
-                while self.outbox:
-                    FRAMES_OUT.inc()
-                    await self.send(text_data=self.outbox.popleft())
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the client went away while frames were queued
-            log.debug("room frames to a closed socket: %s", exc)
+            log.debug("frames to a closed socket: %s", exc)
+        finally:
+            FRAMES_OUT.inc(written)
+            self.writer = None
 
     async def _revoked(self, reason: str) -> None:
+        self.closing = True
+        self.outbox.clear()
         await self.send_frame(protocol.SessionRevoked(reason=reason))
         await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
 
-    # ---- channel-layer messages (not wire types) ----
 
-    async def frame_push(self, event: dict[str, Any]) -> None:
-        if not await self._session_still_live():
-            return
-        FRAMES_OUT.inc()
-        await self.send(text_data=event["text"])
+class _SocketCounts:
+    """Open sockets per account and per client address in this process."""
 
-    async def session_revoke(self, event: dict[str, Any]) -> None:
-        await self._revoked(event["reason"])
+    def __init__(self) -> None:
+        self.per_user: collections.Counter[int] = collections.Counter()
+        self.per_address: collections.Counter[str] = collections.Counter()
 
-    async def room_join(self, event: dict[str, Any]) -> None:
-        """This user became a member: queue the events that did it, then follow the room (so
-        that its later frames come after them)."""
-        if not hasattr(self, "bucket") or event["room"] in self.room_ids:
-            return
-        self.room_frames(event["texts"])
-        await self._room_follow(event["room"])
+    def admit(self, *, user_id: int, address: str) -> bool:
+        if (self.per_user[user_id] >= settings.SONOR_WS_MAX_SOCKETS_PER_USER
+                or self.per_address[address] >= settings.SONOR_WS_MAX_SOCKETS_PER_ADDRESS):
+            return False
+        self.per_user[user_id] += 1
+        self.per_address[address] += 1
+        return True
+
+    def release(self, *, user_id: int, address: str) -> None:
+        for counter, key in ((self.per_user, user_id), (self.per_address, address)):
+            counter[key] -= 1  # type: ignore[index]
+            if counter[key] <= 0:  # type: ignore[index]
+                del counter[key]  # type: ignore[attr-defined]
+
+
+_counts = _SocketCounts()
+
+
+class SessionWatcher:
+    """Per process: every SONOR_WS_SESSION_RECHECK seconds, one query for the sessions of
+    all local sockets; each ended one is revoked locally (the layer may have dropped it)."""
+
+    CHUNK = 500
+
+    def __init__(self, hub: LocalHub) -> None:
+        self.hub = hub
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(settings.SONOR_WS_SESSION_RECHECK)
+            try:
+                await self.check_now()
+            except Exception:
+                log.exception("session re-check failed")
+
+    async def check_now(self) -> None:
+        prefix = session_group(0)[:-1]
+        ids = [int(group[len(prefix):]) for group in self.hub.groups
+               if group.startswith(prefix)]
+        for start in range(0, len(ids), self.CHUNK):
+            ended = await database_sync_to_async(session_end_reasons)(
+                session_ids=ids[start:start + self.CHUNK])
+            for session_id, reason in ended.items():
+                self.hub.deliver_local(session_group(session_id),
+                                       {"type": "session.revoke", "reason": reason})
+
+
+_watchers: dict[int, SessionWatcher] = {}
+
+
+def _watcher() -> SessionWatcher:
+    hub = local_hub()
+    watcher = _watchers.get(id(hub))
+    if watcher is None or watcher.hub is not hub:
+        watcher = _watchers[id(hub)] = SessionWatcher(hub)
+    return watcher
+
+
+def _error_frame(request_id: str | None, exc: AppError) -> protocol.ErrorFrame:
+    FRAME_ERRORS.labels(exc.code).inc()
+    return protocol.ErrorFrame(id=request_id, code=exc.code, message=exc.message,
+                               extra=exc.extra)
+
+
+def _cheap_request_id(raw: str | bytes) -> str | None:
+    """The id of a frame refused for its rate, read only when that costs next to nothing."""
+    if len(raw) > 1024:
+        return None
+    try:
+        return _request_id(json.loads(raw))
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _request_id(data: Any) -> str | None:

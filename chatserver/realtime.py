@@ -1,9 +1,23 @@
-"""The only code that touches the channel layer: group names and publish_on_commit().
+"""The only code that touches the channel layer: group names, publishing, and the hub that
+hands layer messages to this process's sockets.
 
 The database is the source of truth; the layer only wakes live sockets and may drop
 (channels-redis is at-most-once), so clients resume from sequence numbers.
-Layer message types (`frame.push`, `session.revoke`) are not wire types: Channels turns
-them into consumer method names (frame_push, session_revoke).
+
+Delivery, per process:
+
+    service --publish_*_on_commit--> layer group (user.N, session.N, room.N)
+                                          |  one layer channel per process, not per socket
+                                          v
+                                     LocalHub ----> each local socket subscribed to the group
+                                                    (hub_deliver: queue, never block)
+
+Every layer message names its `group`, so that the hub, subscribed once to each group that a
+local socket follows, hands it to exactly those sockets: a process learns of an event once
+(one Redis message per process with the pub/sub layer), a socket costs no layer channel, no
+receive loop and no layer subscription of its own, and a frame is serialised once by its
+publisher and written as the same text to every socket. Message types (`frame.push`,
+`room.push`, `room.join`, `session.revoke`) are not wire types.
 """
 
 import asyncio
@@ -26,7 +40,12 @@ def session_group(session_id: int) -> str:
     return f"session.{session_id}"
 
 
+def room_group(room_id: int) -> str:
+    return f"room.{room_id}"
+
+
 def _send(group: str, message: dict[str, Any]) -> None:
+    message["group"] = group
     _layer_call("group_send", group, message)
 
 
@@ -52,8 +71,14 @@ def publish_on_commit(group: str, frame: BaseModel) -> None:
 def publish_many_on_commit(items: list[tuple[str, BaseModel]]) -> None:
     """Push many (group, frame) pairs, in order, after commit through one event-loop
     entry: a broadcast batch pays for one async_to_sync, not one per frame."""
-    messages = [(group, {"type": "frame.push", "text": frame.model_dump_json()})
+    messages = [(group, {"type": "frame.push", "text": frame.model_dump_json(), "group": group})
                 for group, frame in items]
+    if messages:
+        transaction.on_commit(lambda: layer_send_many(messages))
+
+
+def layer_send_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """group_send each (group, message), in order, from sync code in one loop entry."""
 
     async def send_all() -> None:
         layer = get_channel_layer()
@@ -65,8 +90,7 @@ def publish_many_on_commit(items: list[tuple[str, BaseModel]]) -> None:
             except Exception:  # what was committed stands; clients resume from seqs
                 log.exception("channel layer group_send to %s failed", group)
 
-    if messages:
-        transaction.on_commit(async_to_sync(send_all))
+    async_to_sync(send_all)()
 
 
 def revoke_on_commit(group: str, reason: str) -> None:
@@ -80,21 +104,19 @@ def send_to_channel(channel_name: str, message: dict[str, Any]) -> None:
 
 
 # ---- chat rooms ----------------------------------------------------------------------------
-# Room frames travel as `room.push` {room, texts} to the group `room.<id>`: serialised once by
-# the publisher. The group's members are not sockets but one channel per server process (the
-# RoomFanout below), which writes the same texts to each local socket following the room: a
-# process learns of a room event once (one Redis message per process with the pub/sub layer),
-# whatever the number of its sockets in the room. `room.join` {room, texts} to a user's group
-# makes that user's sockets start following the room (texts: the frames that made them
-# members, written first); `leave` in a room.push makes the listed users' sockets stop
-# following it once they have its frames.
+# Room frames travel as `room.push` {room, texts} to the group `room.<id>`. `room.join`
+# {room, texts} to a user's group makes that user's sockets start following the room (texts:
+# the frames that made them members, written first); `leave` in a room.push makes the listed
+# users' sockets stop following it once they have its frames.
 
-def room_group(room_id: int) -> str:
-    return f"room.{room_id}"
-
-
-def _frame_texts(frames: list[BaseModel]) -> list[str]:
-    return [frame.model_dump_json() for frame in frames]
+def room_push_message(room_id: int, frames: list[BaseModel],
+                      leave_user_ids: tuple[int, ...] = ()) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "room.push", "room": room_id,
+                               "texts": [frame.model_dump_json() for frame in frames],
+                               "group": room_group(room_id)}
+    if leave_user_ids:
+        message["leave"] = list(leave_user_ids)
+    return message
 
 
 def publish_room_on_commit(room_id: int, frames: list[BaseModel],
@@ -102,17 +124,23 @@ def publish_room_on_commit(room_id: int, frames: list[BaseModel],
     """Push room event frames, in order, to every socket following the room once the
     transaction commits; then the sockets of `leave_user_ids` stop following it (in the same
     message, so that they get the frames saying they left)."""
-    message: dict[str, Any] = {"type": "room.push", "room": room_id,
-                               "texts": _frame_texts(frames)}
-    if leave_user_ids:
-        message["leave"] = list(leave_user_ids)
+    message = room_push_message(room_id, frames, leave_user_ids)
     transaction.on_commit(lambda: _send(room_group(room_id), message))
 
 
+def publish_rooms_on_commit(items: list[tuple[int, list[BaseModel]]]) -> None:
+    """publish_room_on_commit for several rooms through one event-loop entry."""
+    messages = [(room_group(room_id), room_push_message(room_id, frames))
+                for room_id, frames in items]
+    if messages:
+        transaction.on_commit(lambda: layer_send_many(messages))
+
+
 def room_join_on_commit(user_id: int, room_id: int, frames: list[BaseModel]) -> None:
-    """The user's sockets join the room's group and write `frames` (the events that made
-    them members, which the room's group would deliver before they joined it)."""
-    message = {"type": "room.join", "room": room_id, "texts": _frame_texts(frames)}
+    """The user's sockets follow the room and first write `frames` (the events that made
+    them members, which the room's group would deliver before they followed it)."""
+    message = {"type": "room.join", "room": room_id,
+               "texts": [frame.model_dump_json() for frame in frames]}
     transaction.on_commit(lambda: _send(user_group(user_id), message))
 
 
@@ -121,9 +149,8 @@ async def publish_room_now(room_id: int, frame: BaseModel) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "room.push", "room": room_id, "texts": [frame.model_dump_json()]}
     try:
-        await layer.group_send(room_group(room_id), message)
+        await layer.group_send(room_group(room_id), room_push_message(room_id, [frame]))
     except Exception:
         log.exception("channel layer group_send to room %s failed", room_id)
 
@@ -133,105 +160,112 @@ def publish_user_on_commit(user_id: int, frame: BaseModel) -> None:
     publish_on_commit(user_group(user_id), frame)
 
 
-class RoomFollower(Protocol):
-    follower_user_id: int
+# ---- the hub -------------------------------------------------------------------------------
 
-    def room_frames(self, texts: list[str]) -> None:
-        """Queue already serialised frames for writing; must not block."""
-
-    def room_left(self, room_id: int) -> None:
-        """The follower's user left the room; it is no longer followed."""
+class Subscriber(Protocol):
+    def hub_deliver(self, message: dict[str, Any]) -> None:
+        """Take a layer message for a group this socket follows; must not block."""
 
 
-class RoomFanout:
-    """Per process (and event loop): one channel-layer channel in the group of every room that
-    some local socket follows; each room frame arrives once and is handed to each local
-    follower, which buffers and writes it."""
-
-    def __init__(self, layer: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self.layer = layer
-        self.loop = loop
-        self.followers: dict[int, set[RoomFollower]] = {}
-        self.channel_name = ""
-        self._started: asyncio.Future[None] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._refresher: asyncio.Task[None] | None = None
+class LocalHub:
+    """Per process (and event loop): one channel-layer channel, added to every group that
+    some local socket follows; each message arrives once and goes to that group's local
+    subscribers. Layer group_add/discard calls run one at a time, in order, so that a
+    discard of a group's last subscriber never overtakes a later add."""
 
     # Layers forget group members after `group_expiry` (a day by default): say it again.
     REFRESH_SECONDS = 3600.0
 
+    def __init__(self, layer: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.layer = layer
+        self.loop = loop
+        self.groups: dict[str, set[Subscriber]] = {}
+        self.channel_name = ""
+        self._started: asyncio.Future[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ops: asyncio.Queue[tuple[str, str, asyncio.Future[None] | None]] = asyncio.Queue()
+
     async def _start(self) -> None:
-        self.channel_name = await self.layer.new_channel(prefix="rooms.")
-        self._task = self.loop.create_task(self._run())
-        self._refresher = self.loop.create_task(self._refresh())
+        self.channel_name = await self.layer.new_channel(prefix="hub.")
+        self._tasks = [self.loop.create_task(coro) for coro in
+                       (self._receive_forever(), self._layer_ops(), self._refresh())]
+
+    async def ready(self) -> None:
+        if self._started is None:
+            self._started = asyncio.ensure_future(self._start())
+        await self._started
+
+    async def subscribe(self, group: str, subscriber: Subscriber) -> None:
+        """Deliver the group's messages to `subscriber` from now on (awaits the layer when
+        this process did not follow the group yet)."""
+        await self.ready()
+        subscribers = self.groups.get(group)
+        if subscribers is not None:
+            subscribers.add(subscriber)
+            return
+        self.groups[group] = {subscriber}
+        done = self.loop.create_future()
+        self._ops.put_nowait(("group_add", group, done))
+        await done
+
+    def unsubscribe(self, group: str, subscriber: Subscriber) -> None:
+        """Stop at once; the layer hears of it in the background."""
+        subscribers = self.groups.get(group)
+        if subscribers is None:
+            return
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del self.groups[group]
+            self._ops.put_nowait(("group_discard", group, None))
+
+    def deliver_local(self, group: str, message: dict[str, Any]) -> None:
+        for subscriber in tuple(self.groups.get(group, ())):
+            subscriber.hub_deliver(message)
+
+    async def _layer_ops(self) -> None:
+        while True:
+            method, group, done = await self._ops.get()
+            # A group emptied and followed again before its discard ran: keep it.
+            if method == "group_discard" and group in self.groups:
+                continue
+            try:
+                await getattr(self.layer, method)(group, self.channel_name)
+            except Exception:  # sockets still resume from seqs; say so in the log
+                log.exception("channel layer %s of %s failed", method, group)
+            if done is not None and not done.done():
+                done.set_result(None)
 
     async def _refresh(self) -> None:
         while True:
             await asyncio.sleep(self.REFRESH_SECONDS)
-            for room_id in list(self.followers):
-                try:
-                    await self.layer.group_add(room_group(room_id), self.channel_name)
-                except Exception:
-                    log.exception("channel layer group_add of room %s failed", room_id)
+            for group in list(self.groups):
+                self._ops.put_nowait(("group_add", group, None))
 
-    async def follow(self, room_id: int, follower: RoomFollower) -> None:
-        if self._started is None:
-            self._started = asyncio.ensure_future(self._start())
-        await self._started
-        followers = self.followers.get(room_id)
-        if followers is not None:
-            followers.add(follower)
-            return
-        self.followers[room_id] = {follower}
-        try:
-            await self.layer.group_add(room_group(room_id), self.channel_name)
-        except Exception:  # the socket still resumes from seqs; say so in the log
-            log.exception("channel layer group_add of room %s failed", room_id)
-
-    async def unfollow(self, room_id: int, follower: RoomFollower) -> None:
-        followers = self.followers.get(room_id)
-        if followers is None:
-            return
-        followers.discard(follower)
-        if not followers:
-            del self.followers[room_id]
-            try:
-                await self.layer.group_discard(room_group(room_id), self.channel_name)
-            except Exception:
-                log.exception("channel layer group_discard of room %s failed", room_id)
-
-    async def _run(self) -> None:
+    async def _receive_forever(self) -> None:
         while True:
             try:
                 message = await self.layer.receive(self.channel_name)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("room fan-out receive failed")
+                log.exception("hub receive failed")
                 await asyncio.sleep(1)
                 continue
-            if message.get("type") != "room.push":
+            group = message.get("group")
+            if group is None:
+                log.warning("layer message without a group: %s", message.get("type"))
                 continue
-            room_id = message["room"]
-            texts = message["texts"]
-            for follower in tuple(self.followers.get(room_id, ())):
-                follower.room_frames(texts)
-            leaving = message.get("leave")
-            if leaving:
-                for follower in tuple(self.followers.get(room_id, ())):
-                    if follower.follower_user_id in leaving:
-                        follower.room_left(room_id)
-                        await self.unfollow(room_id, follower)
+            self.deliver_local(group, message)
 
 
-_fanouts: dict[int, RoomFanout] = {}
+_hubs: dict[int, LocalHub] = {}
 
 
-def room_fanout() -> RoomFanout:
-    """This process's room fan-out for the running event loop and the current layer."""
+def local_hub() -> LocalHub:
+    """This process's hub for the running event loop and the current layer."""
     loop = asyncio.get_running_loop()
     layer = get_channel_layer()
-    fanout = _fanouts.get(id(loop))
-    if fanout is None or fanout.loop is not loop or fanout.layer is not layer:
-        fanout = _fanouts[id(loop)] = RoomFanout(layer, loop)
-    return fanout
+    hub = _hubs.get(id(loop))
+    if hub is None or hub.loop is not loop or hub.layer is not layer:
+        hub = _hubs[id(loop)] = LocalHub(layer, loop)
+    return hub

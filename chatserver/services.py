@@ -11,6 +11,9 @@ transaction; the room row's lock serialises the room's writers. Frames go out on
                             --> room.push chat.message to group room.<id> (one Redis message
                                 per process, written as is to each local socket)
 
+Sockets send through messages_send_batch (chatserver/message_writer.py collects them): the same
+steps for many sends in ONE transaction, one INSERT, one room.push per room.
+
 A new member's sockets get `room.join` (with the events that added them) through the user's
 own group and start following the room; a leaving member's stop after the frames saying so.
 """
@@ -23,6 +26,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from pydantic import BaseModel
 
 from chatserver import protocol
 from chatserver.chat_config import chat_setting
@@ -44,7 +48,7 @@ from chatserver.chat_errors import (
     UserNotFound,
 )
 from chatserver.chat_text import pii_kinds, text_clean
-from chatserver.errors import InvalidInput, RateLimited
+from chatserver.errors import AppError, InvalidInput, RateLimited
 from chatserver.models import (
     Block,
     Membership,
@@ -56,6 +60,7 @@ from chatserver.models import (
 )
 from chatserver.realtime import (
     publish_room_on_commit,
+    publish_rooms_on_commit,
     publish_user_on_commit,
     room_join_on_commit,
 )
@@ -188,17 +193,19 @@ def message_send(*, sender: User, room_id: int, client_msg_id: str, text: str,
         return existing
     clean = _text_checked(text, confirm_pii=confirm_pii)
     _send_throttle(sender)
+    return _message_store(sender=sender, room_id=room_id, client_msg_id=client_msg_id,
+                          text=clean)
+
+
+def _message_store(*, sender: User, room_id: int, client_msg_id: str, text: str
+                   ) -> RoomEvent | None:
     try:
         with transaction.atomic():
-            seq = _seq_allocate(room_id=room_id, actor_id=sender.pk, require_phone=True,
-                                respect_blocks=True)
-            if seq is None:
-                _allocation_failed(room_id=room_id, actor=sender, require_phone=True)
-                log.info("message from user %s to room %s held: blocked", sender.pk, room_id)
+            event = _message_insert_locked(sender=sender, room_id=room_id,
+                                           client_msg_id=client_msg_id, text=text)
+            if event is None:
                 return None
-            event = RoomEvent.objects.create(
-                room_id=room_id, seq=seq, kind=RoomEvent.Kind.MESSAGE, sender=sender,
-                client_msg_id=client_msg_id, text=clean)
+            event.save(force_insert=True)
             publish_room_on_commit(room_id, [message_frame(event)])
     except IntegrityError:
         # A concurrent resend of the same client_msg_id won; its transaction took the seq.
@@ -208,6 +215,113 @@ def message_send(*, sender: User, room_id: int, client_msg_id: str, text: str,
             raise
         return existing
     return event
+
+
+def _message_insert_locked(*, sender: User, room_id: int, client_msg_id: str, text: str
+                           ) -> RoomEvent | None:
+    """Allocate the message's seq (checking membership, phone and blocks) and return the
+    unsaved event; None when held (blocked). Caller holds a transaction."""
+    seq = _seq_allocate(room_id=room_id, actor_id=sender.pk, require_phone=True,
+                        respect_blocks=True)
+    if seq is None:
+        _allocation_failed(room_id=room_id, actor=sender, require_phone=True)
+        log.info("message from user %s to room %s held: blocked", sender.pk, room_id)
+        return None
+    return RoomEvent(room_id=room_id, seq=seq, kind=RoomEvent.Kind.MESSAGE, sender=sender,
+                     client_msg_id=client_msg_id, text=text)
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    sender: User
+    room_id: int
+    client_msg_id: str
+    text: str
+    confirm_pii: bool = False
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        return self.room_id, self.sender.pk, self.client_msg_id
+
+
+SendOutcome = RoomEvent | None | AppError
+
+
+def messages_send_batch(requests: list[SendRequest]) -> list[SendOutcome]:
+    """message_send for many requests in one transaction: per request, what message_send
+    returns, or the AppError it raises. Seqs are allocated room by room (the same lock order
+    in every process), one INSERT stores every message, one room.push per room carries them in
+    order after commit."""
+    outcomes: list[SendOutcome] = [None] * len(requests)
+    stored = _messages_by_client_ids(requests)
+    first_of: dict[tuple[int, int, str], int] = {}
+    repeats: list[tuple[int, int]] = []
+    to_store: list[tuple[int, str]] = []
+    for index, request in enumerate(requests):
+        if request.key in stored:
+            outcomes[index] = stored[request.key]
+        elif request.key in first_of:  # sent twice in the same batch
+            repeats.append((index, first_of[request.key]))
+        else:
+            try:
+                clean = _text_checked(request.text, confirm_pii=request.confirm_pii)
+                _send_throttle(request.sender)
+            except AppError as exc:
+                outcomes[index] = exc
+                continue
+            first_of[request.key] = index
+            to_store.append((index, clean))
+    to_store.sort(key=lambda item: (requests[item[0]].room_id, item[0]))
+    try:
+        with transaction.atomic():
+            events: list[tuple[int, RoomEvent]] = []
+            for index, clean in to_store:
+                request = requests[index]
+                try:
+                    event = _message_insert_locked(
+                        sender=request.sender, room_id=request.room_id,
+                        client_msg_id=request.client_msg_id, text=clean)
+                except AppError as exc:
+                    outcomes[index] = exc
+                    continue
+                if event is not None:
+                    events.append((index, event))
+            RoomEvent.objects.bulk_create([event for _, event in events])
+            for index, event in events:
+                outcomes[index] = event
+            _publish_messages_on_commit([event for _, event in events])
+    except IntegrityError:
+        # Another process stored one of these client_msg_ids meanwhile: one at a time.
+        for index, clean in to_store:
+            request = requests[index]
+            try:
+                outcomes[index] = _message_store(
+                    sender=request.sender, room_id=request.room_id,
+                    client_msg_id=request.client_msg_id, text=clean)
+            except AppError as exc:
+                outcomes[index] = exc
+    for index, first in repeats:
+        outcomes[index] = outcomes[first]
+    return outcomes
+
+
+def _messages_by_client_ids(requests: list[SendRequest]
+                            ) -> dict[tuple[int, int, str], RoomEvent]:
+    if not requests:
+        return {}
+    keys = {request.key for request in requests}
+    rows = RoomEvent.objects.filter(
+        room_id__in={key[0] for key in keys}, sender_id__in={key[1] for key in keys},
+        client_msg_id__in={key[2] for key in keys})
+    return {key: row for row in rows
+            if (key := (row.room_id, row.sender_id, row.client_msg_id or "")) in keys}
+
+
+def _publish_messages_on_commit(events: list[RoomEvent]) -> None:
+    by_room: dict[int, list[BaseModel]] = {}
+    for event in events:  # in seq order within each room
+        by_room.setdefault(event.room_id, []).append(message_frame(event))
+    publish_rooms_on_commit(list(by_room.items()))
 
 
 def _message_in_room(*, room_id: int, message_id: int) -> RoomEvent:

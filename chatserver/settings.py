@@ -130,7 +130,13 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "chatserver.layers.InMemoryLayer",
+            # The process hub's channel carries every room and user event of the process.
+            "CONFIG": {"channel_capacity": {"hub.*": 100_000}},
+        }
+    }
 
 # Shared counters (per-agency rate limits): Redis across processes, else this process only.
 if REDIS_URL:
@@ -178,8 +184,16 @@ SONOR_WS_MAX_FRAME_BYTES = 64 * 1024
 SONOR_RESUME_LIMIT = int(os.environ.get("SONOR_RESUME_LIMIT", "1000"))
 SONOR_WS_RATE_PER_SECOND = float(os.environ.get("SONOR_WS_RATE_PER_SECOND", "20"))
 SONOR_WS_RATE_BURST = int(os.environ.get("SONOR_WS_RATE_BURST", "60"))
-# A socket re-checks its session this often (seconds), in case a revocation was dropped.
+# Each process re-checks its sockets' sessions this often (seconds), in one query, in case
+# the layer dropped a revocation.
 SONOR_WS_SESSION_RECHECK = float(os.environ.get("SONOR_WS_SESSION_RECHECK", "60"))
+# Refused frames (over the rate, too large, not JSON, invalid) a socket may send: this many at
+# once, refilled at this rate; past that it is closed with 4429.
+SONOR_WS_REFUSED_BURST = int(os.environ.get("SONOR_WS_REFUSED_BURST", "20"))
+SONOR_WS_REFUSED_PER_SECOND = float(os.environ.get("SONOR_WS_REFUSED_PER_SECOND", "1"))
+# Open sockets per account and per client address, in each server process (4429 beyond).
+SONOR_WS_MAX_SOCKETS_PER_USER = int(os.environ.get("SONOR_WS_MAX_SOCKETS_PER_USER", "20"))
+SONOR_WS_MAX_SOCKETS_PER_ADDRESS = int(os.environ.get("SONOR_WS_MAX_SOCKETS_PER_ADDRESS", "2000"))
 
 # Agency API and inbox.
 SONOR_AGENCY_RATE_PER_MINUTE = int(os.environ.get("SONOR_AGENCY_RATE_PER_MINUTE", "600"))

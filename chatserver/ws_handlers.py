@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from chatserver import protocol, services
 from chatserver.chat_config import chat_setting
 from chatserver.chat_errors import NotMember
+from chatserver.message_writer import message_writer
 from chatserver.realtime import publish_room_now
 from chatserver.selectors import room_history, welcome_build
 from notify.services import notifications_mark_read
@@ -36,17 +37,13 @@ async def notify_read(conn: "DeviceConsumer", frame: protocol.NotifyRead) -> lis
 
 # ---- chat ----------------------------------------------------------------------------------
 
-# The hot path runs in the thread pool, not in the one thread that database_sync_to_async
-# uses by default: sends from many sockets then overlap their commits (each service call is
-# its own transaction; one socket's frames are still handled one after another).
-_message_send = database_sync_to_async(services.message_send, thread_sensitive=False)
 _room_read = database_sync_to_async(services.room_read, thread_sensitive=False)
 
 
 async def chat_send(conn: "DeviceConsumer", frame: protocol.ChatSend) -> list[BaseModel]:
-    event = await _message_send(
+    event = await message_writer().send(services.SendRequest(
         sender=conn.session.user, room_id=frame.room, client_msg_id=frame.client_msg_id,
-        text=frame.text, confirm_pii=frame.confirm_pii)
+        text=frame.text, confirm_pii=frame.confirm_pii))
     if event is None:  # held: the sender is not told why
         return [protocol.Ack(id=frame.id)]
     return [protocol.Ack(id=frame.id, seq=event.seq, message_id=event.pk)]

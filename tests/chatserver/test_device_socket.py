@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from chatserver import protocol
 from identity.models import User
@@ -216,6 +217,69 @@ async def test_rate_limit_answers_rate_limited_with_retry_after(
     assert isinstance(error, protocol.ErrorFrame)
     assert (error.code, error.id) == ("rate_limited", "r3")
     assert 0 < float(error.extra["retry_after"]) <= 2  # type: ignore[arg-type]
+
+
+async def test_refused_frames_spend_from_the_rate_budget(
+        ws_connect, session_token: str, settings) -> None:
+    settings.SONOR_WS_RATE_BURST = 3
+    settings.SONOR_WS_RATE_PER_SECOND = 0.5
+    socket = await ws_connect(session_token)
+    garbage = ["{not json", "x" * (65 * 1024), '{"type": "no.such", "id": "g"}']
+    for text in garbage:
+        await socket.send_to(text_data=text)
+    codes = [frame.code for frame in await socket.receive_frames(3)]  # type: ignore[attr-defined]
+    assert codes == ["invalid_input", "frame_too_large", "unknown_frame"]
+    # The budget went on garbage: a valid frame now waits like any other over the rate.
+    error = await socket.request({"type": "ping", "id": "after"})
+    assert isinstance(error, protocol.ErrorFrame)
+    assert (error.code, error.id) == ("rate_limited", "after")
+
+
+async def test_a_socket_that_keeps_sending_garbage_is_closed_4429(
+        ws_connect, session_token: str, settings) -> None:
+    settings.SONOR_WS_REFUSED_BURST = 5
+    settings.SONOR_WS_REFUSED_PER_SECOND = 0.1
+    socket = await ws_connect(session_token)
+    for _ in range(6):
+        await socket.send_to(text_data="{not json")
+    for _ in range(5):
+        assert (await socket.receive_frame()).code == "invalid_input"  # type: ignore[attr-defined]
+    await socket.expect_close(protocol.CLOSE_RATE_LIMITED)
+
+
+async def test_sockets_per_account_are_capped_4429(
+        ws_connect, session_token: str, settings) -> None:
+    settings.SONOR_WS_MAX_SOCKETS_PER_USER = 2
+    first = await ws_connect(session_token, ready=True)
+    await ws_connect(session_token, ready=True)
+    third = await ws_connect(session_token)
+    await third.expect_close(protocol.CLOSE_RATE_LIMITED)
+    # Closing one frees its place.
+    await first.disconnect()
+    await ws_connect(session_token, ready=True)
+
+
+async def test_sockets_per_address_are_capped_4429(
+        ws_connect, citizen: User, make_citizen, make_token, settings) -> None:
+    settings.SONOR_WS_MAX_SOCKETS_PER_ADDRESS = 1
+    other = await database_sync_to_async(make_citizen)()
+    await ws_connect(await database_sync_to_async(make_token)(citizen), ready=True)
+    second = await ws_connect(await database_sync_to_async(make_token)(other))
+    await second.expect_close(protocol.CLOSE_RATE_LIMITED)
+
+
+async def test_a_revocation_the_layer_never_delivered_still_closes_the_socket(
+        ws_connect, citizen: User, make_token, settings) -> None:
+    from identity.models import DeviceSession
+
+    settings.SONOR_WS_SESSION_RECHECK = 0.2
+    token = await database_sync_to_async(make_token)(citizen)
+    socket = await ws_connect(token, ready=True)
+    # Revoked behind the layer's back: no session.revoke message is ever published.
+    await database_sync_to_async(lambda: DeviceSession.objects.filter(user=citizen).update(
+        revoked_at=timezone.now(), revoke_reason="logout"))()
+    assert await socket.receive_frame() == protocol.SessionRevoked(reason="logout")
+    await socket.expect_close(protocol.CLOSE_UNAUTHENTICATED)
 
 
 # ---- live inbox events ---------------------------------------------------------------------

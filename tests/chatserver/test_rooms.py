@@ -415,6 +415,7 @@ async def test_a_socket_too_far_behind_is_closed_and_its_drops_counted(
     before = ROOM_FRAMES_DROPPED._value.get()
     frame = protocol.ChatTypingEvent(room=room.pk, user=a.pk).model_dump_json()
     await get_channel_layer().group_send(room_group(room.pk), {
-        "type": "room.push", "room": room.pk, "texts": [frame] * 3})
+        "type": "room.push", "room": room.pk, "texts": [frame] * 3,
+        "group": room_group(room.pk)})
     await socket.expect_close(protocol.CLOSE_TOO_SLOW)
     assert ROOM_FRAMES_DROPPED._value.get() - before == 3

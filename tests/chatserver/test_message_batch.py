@@ -1,0 +1,100 @@
+"""Sends stored in batches (messages_send_batch, and the per-process MessageWriter that sockets
+use): each request gets exactly what message_send would answer, seqs stay gap-free and in
+arrival order per room, and a failed request changes nothing for the others."""
+
+import pytest
+from channels.db import database_sync_to_async
+
+from chatserver import protocol, services
+from chatserver.chat_errors import NotMember, PiiWarning
+from chatserver.models import RoomEvent
+from chatserver.services import SendRequest, messages_send_batch
+from tests.chatserver.chat_helpers import agroup, chat_user, direct_room, group, send, seqs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+__all__ = ["chat_user"]  # a fixture
+
+
+def test_a_batch_answers_each_request_as_message_send_would(chat_user) -> None:
+    a, b, outsider = chat_user(), chat_user(), chat_user()
+    first, second = group(a, b), group(b, a)
+    earlier = send(a, first, "earlier", client_msg_id="old")
+    start_first, start_second = seqs(first)[-1], seqs(second)[-1]
+
+    outcomes = messages_send_batch([
+        SendRequest(sender=a, room_id=first.pk, client_msg_id="m1", text="нэг"),
+        SendRequest(sender=b, room_id=second.pk, client_msg_id="m1", text="хоёр"),
+        SendRequest(sender=b, room_id=first.pk, client_msg_id="m2", text="гурав"),
+        SendRequest(sender=a, room_id=first.pk, client_msg_id="m1", text="нэг"),  # repeat
+        SendRequest(sender=a, room_id=first.pk, client_msg_id="old", text="earlier"),
+        SendRequest(sender=outsider, room_id=first.pk, client_msg_id="x", text="hi"),
+        SendRequest(sender=a, room_id=first.pk, client_msg_id="p", text="РД: УБ99011512"),
+    ])
+
+    one, two, three, repeat, resend, refused, warned = outcomes
+    assert isinstance(one, RoomEvent) and isinstance(two, RoomEvent)
+    assert isinstance(three, RoomEvent)
+    assert (one.seq, three.seq) == (start_first + 1, start_first + 2)  # arrival order
+    assert two.seq == start_second + 1
+    assert repeat is one
+    assert isinstance(resend, RoomEvent) and resend.pk == earlier.pk
+    assert isinstance(refused, NotMember)
+    assert isinstance(warned, PiiWarning)
+    # Stored exactly once each, nothing for the refused ones, no gap.
+    assert seqs(first) == list(range(1, start_first + 3))
+    texts = list(RoomEvent.objects.filter(room=first, seq__gt=start_first)
+                 .order_by("seq").values_list("text", flat=True))
+    assert texts == ["нэг", "гурав"]
+
+
+def test_a_held_message_in_a_batch_is_not_stored_and_the_rest_are(chat_user) -> None:
+    blocker, pest, friend = chat_user(), chat_user(), chat_user()
+    held_room, open_room = direct_room(pest, blocker), direct_room(pest, friend)
+    services.user_block(blocker=blocker, user_id=pest.pk)
+    before = seqs(held_room)
+
+    held, sent = messages_send_batch([
+        SendRequest(sender=pest, room_id=held_room.pk, client_msg_id="h", text="hi"),
+        SendRequest(sender=pest, room_id=open_room.pk, client_msg_id="s", text="hi"),
+    ])
+    assert held is None
+    assert isinstance(sent, RoomEvent) and sent.seq == seqs(open_room)[-1]
+    assert seqs(held_room) == before
+
+
+async def test_many_sockets_sending_at_once_are_all_acked_and_delivered_in_order(
+        ws_connect, make_token, chat_user) -> None:
+    users = [await database_sync_to_async(chat_user)() for _ in range(6)]
+    room = await agroup(users[0], *users[1:])
+    sockets = [await ws_connect(await database_sync_to_async(make_token)(u), ready=True)
+               for u in users]
+    head = (await database_sync_to_async(seqs)(room))[-1]
+    for socket in sockets:  # up to date: no replay of the room's creation
+        await socket.send_json_to({"type": "hello", "id": "h",
+                                   "resume": {"rooms": {str(room.pk): head}}})
+        assert isinstance(await socket.receive_frame(), protocol.Welcome)
+
+    per_socket = 5
+    for n in range(per_socket):  # every socket's n-th send is in flight at the same time
+        for i, socket in enumerate(sockets):
+            await socket.send_json_to({"type": "chat.send", "id": f"s{i}-{n}", "room": room.pk,
+                                       "client_msg_id": f"c{i}-{n}", "text": f"{i}/{n}"})
+
+    total = per_socket * len(sockets)
+    acked: set[int] = set()
+    for i, socket in enumerate(sockets):
+        frames = await socket.receive_frames(per_socket + total)
+        acks = [f for f in frames if isinstance(f, protocol.Ack)]
+        messages = [f for f in frames if isinstance(f, protocol.ChatMessage)]
+        # Each socket gets its answers in the order it asked, each after its commit.
+        assert [a.id for a in acks] == [f"s{i}-{n}" for n in range(per_socket)]
+        acked.update(a.seq for a in acks if a.seq is not None)
+        # Every member sees every message once, in seq order.
+        assert [m.seq for m in messages] == sorted({m.seq for m in messages})
+        assert len(messages) == total
+    first = min(acked)
+    assert acked == set(range(first, first + total))
+    stored = await database_sync_to_async(lambda: RoomEvent.objects.filter(
+        room=room, kind=RoomEvent.Kind.MESSAGE).count())()
+    assert stored == total
