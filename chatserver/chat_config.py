@@ -16,6 +16,7 @@ SONOR_CHAT_RECEIPTS_AGGREGATE_SECONDS  at most one aggregate count per room this
 SONOR_CHAT_TYPING_INTERVAL        seconds between forwarded typing frames per socket and room (3)
 SONOR_CHAT_HISTORY_MAX            events in one history page (100 over REST, 50 on the socket)
 SONOR_CHAT_PRESENCE_TTL           seconds a socket counts as live without talking (150)
+SONOR_CHAT_PRESENCE_FLUSH         seconds a process collects presence changes before writing (1)
 SONOR_CHAT_SOCKET_BUFFER          room frames a socket may have waiting; beyond, it is closed
                                   (4408: resume) and the frames counted as dropped (1000)
 SONOR_RESUME_LIMIT                (shared with the inbox) events per stream in one resume

@@ -44,7 +44,8 @@ from chatserver.errors import (
 from chatserver.metrics import FRAME_ERRORS, FRAMES_IN, FRAMES_OUT, SOCKETS_OPEN, SOCKETS_REFUSED
 from chatserver.ratelimit import TokenBucket
 from chatserver.realtime import LocalHub, local_hub, room_group, session_group, user_group
-from chatserver.services import chat_socket_close, chat_socket_open, chat_socket_seen
+from chatserver.selectors import room_ids_of
+from chatserver.services import chat_presence_apply
 from chatserver.ws_handlers import HANDLERS
 from identity.models import DeviceSession
 from identity.selectors import session_end_reason, session_end_reasons
@@ -64,15 +65,13 @@ _REVOKED = "revoked"
 _TOO_SLOW = "too_slow"
 
 
-def _socket_open(*, session_id: int, user_id: int, channel_name: str
-                 ) -> tuple[str | None, list[int]]:
+def _socket_open(*, session_id: int, user_id: int) -> tuple[str | None, list[int]]:
     """After the socket joined its user's and session's groups: whether the session ended
     meanwhile (a revocation before the join would be missed), and the rooms to follow."""
     reason = session_end_reason(session_id=session_id)
     if reason is not None:
         return reason, []
-    return None, chat_socket_open(user_id=user_id, session_id=session_id,
-                                  channel_name=channel_name)
+    return None, room_ids_of(user_id=user_id)
 
 
 class DeviceConsumer(AsyncWebsocketConsumer):
@@ -143,11 +142,13 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         await self.hub.subscribe(session_group(session.pk), self)
         _watcher().start()
         reason, room_ids = await database_sync_to_async(_socket_open)(
-            session_id=session.pk, user_id=session.user_id, channel_name=self.channel_name)
-        self.presence_at = time.monotonic()
+            session_id=session.pk, user_id=session.user_id)
         if reason is not None:
             self._queue([(_REVOKED, reason)])
             return
+        self.presence = _presence_book()
+        self.presence.opened(self.channel_name, session.user_id, session.pk)
+        self.presence_at = time.monotonic()
         for room_id in room_ids:
             await self._room_follow(room_id)
 
@@ -166,7 +167,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.room_ids.clear()
         if self.writer is not None:
             self.writer.cancel()
-        await database_sync_to_async(chat_socket_close)(channel_name=self.channel_name)
+        if hasattr(self, "presence"):
+            self.presence.closed(self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session is None or self.closing:
@@ -195,7 +197,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self._refuse(request_id, exc)
             return
         FRAMES_IN.labels(frame.type).inc()
-        await self._presence_refresh()
+        self._presence_refresh()
         # Frames published while the handler runs (its own effects among them) wait in the
         # outbox, so that the client reads the answer first.
         self.handling = True
@@ -228,12 +230,12 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     async def _send_error(self, request_id: str | None, exc: AppError) -> None:
         await self.send_frame(_error_frame(request_id, exc))
 
-    async def _presence_refresh(self) -> None:
+    def _presence_refresh(self) -> None:
         """Keep this socket counted as live (chat_offline_members) while the client talks."""
         if time.monotonic() - self.presence_at < chat_setting("SONOR_CHAT_PRESENCE_TTL") / 3:
             return
         self.presence_at = time.monotonic()
-        await database_sync_to_async(chat_socket_seen)(channel_name=self.channel_name)
+        self.presence.seen(self.channel_name)
 
     async def _room_follow(self, room_id: int) -> None:
         if room_id not in self.room_ids and self.session is not None:
@@ -337,6 +339,60 @@ class _SocketCounts:
 
 
 _counts = _SocketCounts()
+
+
+class PresenceBook:
+    """Per process: sockets opened, talking and closed, written together about once a second
+    (chat_presence_apply) instead of a write per socket event; offline push reads presence
+    with a TTL of minutes, so a second's delay changes nothing for it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.opened_: list[tuple[str, int, int]] = []
+        self.seen_: set[str] = set()
+        self.closed_: list[str] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def opened(self, name: str, user_id: int, session_id: int) -> None:
+        self.opened_.append((name, user_id, session_id))
+        self._flush_soon()
+
+    def seen(self, name: str) -> None:
+        self.seen_.add(name)
+        self._flush_soon()
+
+    def closed(self, name: str) -> None:
+        self.closed_.append(name)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(settings.SONOR_CHAT_PRESENCE_FLUSH)
+            opened, seen, closed = self.opened_, list(self.seen_), self.closed_
+            self.opened_, self.seen_, self.closed_ = [], set(), []
+            await database_sync_to_async(chat_presence_apply)(
+                opened=opened, seen=seen, closed=closed)
+        except Exception:
+            log.exception("writing socket presence failed")
+        finally:
+            self.task = None
+            if self.opened_ or self.seen_ or self.closed_:
+                self._flush_soon()
+
+
+_presence_books: dict[int, PresenceBook] = {}
+
+
+def _presence_book() -> PresenceBook:
+    loop = asyncio.get_running_loop()
+    book = _presence_books.get(id(loop))
+    if book is None or book.loop is not loop:
+        book = _presence_books[id(loop)] = PresenceBook(loop)
+    return book
 
 
 class SessionWatcher:

@@ -372,3 +372,9 @@ def chat_export(user: User) -> dict[str, Any]:
                      "resolved_at": i.resolved_at, "cancelled_at": i.cancelled_at}
                     for i in PendingInvite.objects.filter(inviter=user)],
     }
+
+
+def room_ids_of(*, user_id: int) -> list[int]:
+    """The rooms a user is an active member of (a new socket follows them)."""
+    return list(Membership.objects.filter(user_id=user_id, left_at__isnull=True)
+                .values_list("room_id", flat=True))

@@ -976,23 +976,23 @@ def report_handle(*, report: Report, staff: User, resolution: str) -> Report:
 
 # ---- presence ------------------------------------------------------------------------------
 
-def chat_socket_open(*, user_id: int, session_id: int, channel_name: str) -> list[int]:
-    """A device socket connected: record it as live (for chat_offline_members) and return the
-    ids of the rooms it must follow."""
+def chat_presence_apply(*, opened: list[tuple[str, int, int]], seen: list[str],
+                        closed: list[str]) -> None:
+    """Presence of many sockets in one transaction (each process collects them for about a
+    second: chatserver/consumers.py PresenceBook): `opened` (socket name, user id, session
+    id) are live from now, `seen` talked, `closed` are gone. Stale rows of the opening users
+    (a process that died) go too."""
     now = timezone.now()
     stale = now - timedelta(seconds=chat_setting("SONOR_CHAT_PRESENCE_TTL"))
-    SocketPresence.objects.filter(user_id=user_id, seen_at__lt=stale).delete()
-    SocketPresence.objects.update_or_create(
-        channel_name=channel_name,
-        defaults={"user_id": user_id, "session_id": session_id, "connected_at": now,
-                  "seen_at": now})
-    return list(Membership.objects.filter(user_id=user_id, left_at__isnull=True)
-                .values_list("room_id", flat=True))
-
-
-def chat_socket_seen(*, channel_name: str) -> None:
-    SocketPresence.objects.filter(channel_name=channel_name).update(seen_at=timezone.now())
-
-
-def chat_socket_close(*, channel_name: str) -> None:
-    SocketPresence.objects.filter(channel_name=channel_name).delete()
+    with transaction.atomic():
+        if opened:
+            SocketPresence.objects.filter(user_id__in={user_id for _, user_id, _ in opened},
+                                          seen_at__lt=stale).delete()
+            SocketPresence.objects.bulk_create(
+                [SocketPresence(channel_name=name, user_id=user_id, session_id=session_id,
+                                connected_at=now, seen_at=now)
+                 for name, user_id, session_id in opened], ignore_conflicts=True)
+        if seen:
+            SocketPresence.objects.filter(channel_name__in=seen).update(seen_at=now)
+        if closed:
+            SocketPresence.objects.filter(channel_name__in=closed).delete()

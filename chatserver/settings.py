@@ -232,6 +232,8 @@ SONOR_CHAT_RECEIPTS_AGGREGATE_SECONDS = _env_int("SONOR_CHAT_RECEIPTS_AGGREGATE_
 SONOR_CHAT_TYPING_INTERVAL = _env_float("SONOR_CHAT_TYPING_INTERVAL", 3.0)
 SONOR_CHAT_HISTORY_MAX = _env_int("SONOR_CHAT_HISTORY_MAX", 100)
 SONOR_CHAT_PRESENCE_TTL = _env_int("SONOR_CHAT_PRESENCE_TTL", 150)
+# Each process writes its sockets' presence changes together, this often (seconds).
+SONOR_CHAT_PRESENCE_FLUSH = float(os.environ.get("SONOR_CHAT_PRESENCE_FLUSH", "1"))
 SONOR_CHAT_SOCKET_BUFFER = _env_int("SONOR_CHAT_SOCKET_BUFFER", 1000)
 
 # Delivery pipeline: validity per category (hours; SMS operators keep a message 96 h),

@@ -1,6 +1,8 @@
 """Rooms: verified numbers only, one direct room per pair, held invites, groups with roles,
 membership events in the stream, and sockets that follow membership live."""
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
@@ -380,15 +382,24 @@ async def test_chat_offline_members_are_those_without_a_live_socket(
     owner, online, offline = [await database_sync_to_async(chat_user)() for _ in range(3)]
     room = await agroup(owner, online, offline)
     offline_ids = database_sync_to_async(chat_offline_members)
+    async def offline_becomes(expected: list[int], exclude_user_id: int) -> None:
+        """Each process writes presence about once a second: wait for it, a few seconds."""
+        for _ in range(100):
+            if await offline_ids(room_id=room.pk, exclude_user_id=exclude_user_id) == expected:
+                return
+            await asyncio.sleep(0.05)
+        assert await offline_ids(room_id=room.pk, exclude_user_id=exclude_user_id) == expected
+
+    settings.SONOR_CHAT_PRESENCE_FLUSH = 0.05
     socket = await ws_connect(await database_sync_to_async(make_token)(online), ready=True)
-    assert await offline_ids(room_id=room.pk, exclude_user_id=owner.pk) == [offline.pk]
+    await offline_becomes([offline.pk], exclude_user_id=owner.pk)
     # The sender is never in the list; everyone else without a socket is.
     assert await offline_ids(room_id=room.pk, exclude_user_id=offline.pk) == [owner.pk]
     await socket.disconnect()
-    assert await offline_ids(room_id=room.pk, exclude_user_id=owner.pk) == sorted(
-        [online.pk, offline.pk])
+    await offline_becomes(sorted([online.pk, offline.pk]), exclude_user_id=owner.pk)
     # A socket of a process that died without closing counts until its presence goes stale.
     socket = await ws_connect(await database_sync_to_async(make_token)(online), ready=True)
+    await offline_becomes([offline.pk], exclude_user_id=owner.pk)
     settings.SONOR_CHAT_PRESENCE_TTL = 0
     assert online.pk in await offline_ids(room_id=room.pk, exclude_user_id=owner.pk)
     settings.SONOR_CHAT_PRESENCE_TTL = 150

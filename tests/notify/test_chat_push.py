@@ -45,7 +45,7 @@ def pushes() -> list[tuple[str, str, str]]:
 
 
 @pytest.fixture
-def pair(chat_user: Maker) -> tuple[User, User, Room]:
+def pair(chat_user: Maker) -> tuple[User, User, Room]:  # noqa: F811
     bat, saraa = chat_user("Бат"), chat_user("Сараа")
     room = direct_room(bat, saraa)
     chat_pushes_plan()  # the cursor starts here: history is never pushed
@@ -65,11 +65,11 @@ def test_an_offline_member_gets_a_push_the_sender_does_not(
 def test_a_device_with_a_live_socket_gets_no_push(pair: tuple[User, User, Room]) -> None:
     bat, saraa, room = pair
     session_id = phone_device(saraa, "fcm-token-saraa")
-    services.chat_socket_open(user_id=saraa.pk, session_id=session_id, channel_name="c1")
+    services.chat_presence_apply(opened=[("c1", saraa.pk, session_id)], seen=[], closed=[])
     send(bat, room, "Сайн уу")
     run_worker()
     assert pushes() == []
-    services.chat_socket_close(channel_name="c1")
+    services.chat_presence_apply(opened=[], seen=[], closed=["c1"])
     send(bat, room, "Байна уу?")
     run_worker()
     assert [body for _, _, body in pushes()] == ["Байна уу?"]
@@ -88,7 +88,7 @@ def test_a_burst_collapses_to_one_push_per_room(pair: tuple[User, User, Room]) -
     assert [body for _, _, body in pushes()] == ["Гурав"]
 
 
-def test_group_push_names_the_group_and_the_sender(chat_user: Maker) -> None:
+def test_group_push_names_the_group_and_the_sender(chat_user: Maker) -> None:  # noqa: F811
     bat, saraa = chat_user("Бат"), chat_user("Сараа")
     room = group(bat, saraa, name="Гэр бүл")
     chat_pushes_plan()
