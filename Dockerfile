@@ -1,4 +1,5 @@
-# Sonor: one image for the ASGI servers (daphne) and the delivery workers (run_worker).
+# Sonor: one image for the ASGI servers (manage.py serve: uvicorn) and the delivery workers
+# (run_worker).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,4 +22,4 @@ RUN pip install . \
 USER sonor
 
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "chatserver.asgi:application"]
+CMD ["python", "manage.py", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -81,8 +82,9 @@ def start_server(log_dir: Path, **extra_env: str) -> LiveServer:
     }
     log_path = log_dir / f"server-{port}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "chatserver.asgi:application"],
+        # SONOR_E2E_SERVER=daphne runs the same tests against daphne (.ci/run does once).
+        [sys.executable, "manage.py", "serve", "--port", str(port),
+         "--server", os.environ.get("SONOR_E2E_SERVER", "uvicorn")],
         cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
     )
     server = LiveServer(port=port, process=process, log_path=log_path)
@@ -117,3 +119,9 @@ def live_server_factory(transactional_db: None, tmp_path: Path
 @pytest.fixture
 def server(live_server_factory: Callable[..., LiveServer]) -> LiveServer:
     return live_server_factory()
+
+
+def header_dict(headers: Any) -> dict[str, str]:
+    """Response headers by name as `Set-Cookie` spells it: uvicorn sends names in lower case,
+    daphne capitalised (HTTP names are case-insensitive)."""
+    return {name.title(): value for name, value in headers.items()}

@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from chatserver import protocol
 from identity.services import _phone_bind, citizen_create, session_create
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, header_dict
 
 pytestmark = pytest.mark.e2e
 
@@ -30,10 +30,10 @@ def http_json(method: str, url: str, body: dict[str, Any] | None = None, *,
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             raw = response.read()
-            return response.status, json.loads(raw) if raw else {}, dict(response.headers)
+            return response.status, json.loads(raw) if raw else {}, header_dict(response.headers)
     except urllib.error.HTTPError as exc:
         raw = exc.read()
-        return exc.code, json.loads(raw) if raw else {}, dict(exc.headers)
+        return exc.code, json.loads(raw) if raw else {}, header_dict(exc.headers)
 
 
 async def http(method: str, url: str, body: dict[str, Any] | None = None, **kw: Any

@@ -15,7 +15,7 @@ from identity.models import User
 from identity.services import citizen_create, session_create
 from notify.agency_services import agency_create
 from notify.models import Notification
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, header_dict
 
 pytestmark = pytest.mark.e2e
 
@@ -40,9 +40,9 @@ def agency_post(url: str, key: str, body: dict[str, Any], idempotency_key: str |
         request.add_header("Idempotency-Key", idempotency_key)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read()), dict(response.headers)
+            return response.status, json.loads(response.read()), header_dict(response.headers)
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read()), dict(exc.headers)
+        return exc.code, json.loads(exc.read()), header_dict(exc.headers)
 
 
 async def receive(ws: ClientConnection, frame_type: str) -> dict[str, Any]:
