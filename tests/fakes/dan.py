@@ -15,8 +15,9 @@ What the tester types goes into the answer as is (an empty or malformed register
 too), so that a service's checks can be tried. `hold()` keeps token requests waiting until
 `release()` (a slow DAN). Run alone for the demo, from the repository root:
 
-    python -m tests.fakes.dan --port 8001 --client-id sonor-demo --client-secret S \\
-        --redirect-uri http://127.0.0.1:8000/dan/callback --citizen "УБ99011512:Батын:Бат-Эрдэнэ"
+    SONOR_DAN_CLIENT_ID=sonor-demo SONOR_DAN_CLIENT_SECRET=S \\
+    SONOR_DAN_REDIRECT_URL=http://127.0.0.1:8000/dan/callback \\
+        python -m tests.fakes.dan --port 8001 --citizen "УБ99011512:Батын:Бат-Эрдэнэ"
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import hashlib
 import hmac
 import html
 import json
+import os
 import secrets
 import signal
 import threading
@@ -305,14 +307,18 @@ def running(**options: Any) -> Iterator[FakeDan]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="A local DAN peer for development.")
+    parser = argparse.ArgumentParser(
+        description="A local DAN peer for development. The client's id, secret and redirect "
+                    "address default to the server's SONOR_DAN_* variables.")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--client-id", required=True)
-    parser.add_argument("--client-secret", required=True)
-    parser.add_argument("--redirect-uri", required=True)
+    parser.add_argument("--client-id", default=os.environ.get("SONOR_DAN_CLIENT_ID"))
+    parser.add_argument("--client-secret", default=os.environ.get("SONOR_DAN_CLIENT_SECRET"))
+    parser.add_argument("--redirect-uri", default=os.environ.get("SONOR_DAN_REDIRECT_URL"))
     parser.add_argument("--citizen", action="append", default=[],
                         help="REGISTER:SURNAME:GIVEN_NAME, offered on the consent page")
     args = parser.parse_args()
+    if not (args.client_id and args.client_secret and args.redirect_uri):
+        parser.error("the client id, secret and redirect address are required")
     citizens = [Citizen(*(c.split(":", 2) + ["", ""])[:3]) for c in args.citizen]
     dan = FakeDan(client_id=args.client_id, client_secret=args.client_secret,
                   redirect_uri=args.redirect_uri, citizens=citizens, port=args.port).start()
