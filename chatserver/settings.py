@@ -7,8 +7,10 @@ the in-memory channel layer, one process. DATABASE_URL and REDIS_URL scale it ou
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("SONOR_DATA_DIR", BASE_DIR / "var")).resolve()
@@ -258,14 +260,32 @@ SONOR_SMS_HTTP_URL = os.environ.get("SONOR_SMS_HTTP_URL", "")
 SONOR_FCM_CREDENTIALS = os.environ.get("SONOR_FCM_CREDENTIALS", "")
 SONOR_FCM_URL = os.environ.get("SONOR_FCM_URL", "")
 
-# DAN, the national SSO (OAuth2 authorization code); unset means the method is off.
-SONOR_DAN_AUTHORIZE_URL = os.environ.get("SONOR_DAN_AUTHORIZE_URL", "")
-SONOR_DAN_TOKEN_URL = os.environ.get("SONOR_DAN_TOKEN_URL", "")
-SONOR_DAN_USERINFO_URL = os.environ.get("SONOR_DAN_USERINFO_URL", "")
+# DAN, the national SSO (OAuth 2.0 authorization code: identity/login/dan.py). One base URL
+# names DAN's three endpoints, or each is set on its own; unset means the method is off.
+SONOR_DAN_URL = os.environ.get("SONOR_DAN_URL", "").rstrip("/")
+SONOR_DAN_AUTHORIZE_URL = os.environ.get("SONOR_DAN_AUTHORIZE_URL") or (
+    SONOR_DAN_URL and f"{SONOR_DAN_URL}/oauth2/authorize")
+SONOR_DAN_TOKEN_URL = os.environ.get("SONOR_DAN_TOKEN_URL") or (
+    SONOR_DAN_URL and f"{SONOR_DAN_URL}/oauth2/token")
+SONOR_DAN_SERVICE_URL = os.environ.get("SONOR_DAN_SERVICE_URL") or (
+    SONOR_DAN_URL and f"{SONOR_DAN_URL}/oauth2/api/v1/service")
 SONOR_DAN_CLIENT_ID = os.environ.get("SONOR_DAN_CLIENT_ID", "")
 SONOR_DAN_CLIENT_SECRET = os.environ.get("SONOR_DAN_CLIENT_SECRET", "")
-SONOR_DAN_REDIRECT_URI = os.environ.get("SONOR_DAN_REDIRECT_URI", "")
-SONOR_DAN_SCOPE = os.environ.get("SONOR_DAN_SCOPE", "openid")
+# Where DAN sends the browser back (registered with DAN); unset: /dan/callback on the address
+# the browser used, which is wrong behind a TLS-terminating proxy.
+SONOR_DAN_REDIRECT_URL = os.environ.get("SONOR_DAN_REDIRECT_URL", "")
+# The state-registry (XYP) service asked for: the citizen's ID card, from this WSDL.
+SONOR_DAN_CITIZEN_WSDL = os.environ.get("SONOR_DAN_CITIZEN_WSDL",
+                                        "https://xyp.gov.mn/citizen-1.5.0/ws?WSDL")
+SONOR_DAN_TIMEOUT = _env_float("SONOR_DAN_TIMEOUT", 10.0)  # seconds, each call to DAN
+SONOR_DAN_STATE_TTL = _env_int("SONOR_DAN_STATE_TTL", 600)  # seconds to consent at DAN
+SONOR_DAN_PKCE = _env_bool("SONOR_DAN_PKCE", True)  # off only for a peer that refuses it
+for _dan_url in (SONOR_DAN_AUTHORIZE_URL, SONOR_DAN_TOKEN_URL, SONOR_DAN_SERVICE_URL,
+                 SONOR_DAN_REDIRECT_URL):
+    # The client secret and the citizen's data travel here: TLS, except on this machine.
+    if _dan_url and not _dan_url.startswith("https://") and urlsplit(_dan_url).hostname not in {
+            "127.0.0.1", "localhost", "::1"}:
+        raise ImproperlyConfigured(f"SONOR_DAN_* addresses must be https:// ({_dan_url})")
 
 LOGGING = {
     "version": 1,

@@ -5,6 +5,7 @@ from chatserver.api import citizen_api
 from chatserver.metrics import metrics_view
 from chatserver.views import healthz, readyz
 from chatserver.web import demo_login, dev_outbox, index, login_page, static_file
+from identity.dan_views import dan_callback, dan_login
 from notify.agency_api import agency_api
 from notify.unsubscribe import email_unsubscribe
 from notify.views import email_verify_view
@@ -19,6 +20,8 @@ urlpatterns = [
     path("metrics", metrics_view),
     path("", index, name="index"),
     path("login", login_page, name="login"),
+    path("dan/login", dan_login, name="dan_login"),
+    path("dan/callback", dan_callback, name="dan_callback"),
     path("demo/login/<str:token>", demo_login, name="demo_login"),
     path("demo/outbox", dev_outbox, name="dev_outbox"),
     path("static/<path:path>", static_file, name="static"),

@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
 from chatserver.errors import AppError, Unauthenticated
+from identity.login.base import login_methods
 from identity.login.demo import demo_login_consume
 from identity.services import session_create
 from notify.models import DevOutboxMessage
@@ -58,7 +59,8 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 def login_page(request: HttpRequest) -> HttpResponse:
-    return _page(request, "login.html")
+    return _page(request, "login.html",
+                 {"login_methods": [method.name for method in login_methods()]})
 
 
 def demo_login(request: HttpRequest, token: str) -> HttpResponse:

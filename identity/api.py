@@ -21,6 +21,10 @@ class MeOut(Schema):
     name: str
     phone: str | None
     session_id: int
+    identity_checked_by: str | None = Field(
+        description='"dan" once the citizen logged in through DAN (matched against the state '
+                    "registry); null otherwise")
+    identity_checked_at: datetime | None
 
 
 class PhoneIn(Schema):
@@ -73,7 +77,9 @@ def me(request: HttpRequest) -> MeOut:
     session = request_session(request)
     user = session.user
     return MeOut(id=user.pk, register_number=user.register_number, name=user.name,
-                 phone=services.phone_current(user=user), session_id=session.pk)
+                 phone=services.phone_current(user=user), session_id=session.pk,
+                 identity_checked_by=user.identity_checked_by or None,
+                 identity_checked_at=user.identity_checked_at)
 
 
 @router.post("phones", response={202: PhoneStartOut})

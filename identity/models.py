@@ -38,6 +38,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    # When and by which login the citizen was last matched against the state registry ("dan");
+    # empty for a citizen created by staff or the demo and never logged in through DAN.
+    identity_checked_at = models.DateTimeField(null=True, blank=True)
+    identity_checked_by = models.CharField(max_length=16, blank=True)
 
     objects = UserManager()
 

@@ -144,6 +144,9 @@ class NotificationStatusOut(Schema):
     title: str
     created_at: datetime
     reported: bool
+    recipient_identity_checked_by: str | None = Field(
+        description='"dan" when the recipient logged in through DAN, so their identity was '
+                    "matched against the state registry; null when it never was")
     channels: list[ChannelStatusOut]
 
 
@@ -198,6 +201,7 @@ def _status_of(n: Notification) -> NotificationStatusOut:
     return NotificationStatusOut(
         id=n.pk, reference=n.reference, category=n.category, title=n.title,
         created_at=n.created_at, reported=n.reported_at is not None,
+        recipient_identity_checked_by=n.user.identity_checked_by or None,
         channels=[ChannelStatusOut(**inbox)] + [
             ChannelStatusOut(**row) for row in selectors.delivery_channels_status(n)])
 

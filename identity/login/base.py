@@ -2,7 +2,7 @@
 
     qr    always: a logged-in device approves a code shown by the web page (identity.login.qr)
     demo  only with SONOR_DEMO=1: one-time demo links (identity.login.demo)
-    dan   only when SONOR_DAN_* is configured: the national SSO (identity.login.dan, a seam)
+    dan   only when SONOR_DAN_* is configured: the national SSO (identity.login.dan)
 
 Every method ends in identity.services.session_create(login_method=<name>, ...).
 """

@@ -451,23 +451,23 @@ def test_login_methods_follow_the_settings(settings: Any) -> None:
     assert [m.name for m in login_base.login_methods()] == ["qr"]
     settings.SONOR_DEMO = True
     assert [m.name for m in login_base.login_methods()] == ["qr", "demo"]
-    for part in ("AUTHORIZE_URL", "TOKEN_URL", "USERINFO_URL", "CLIENT_ID", "CLIENT_SECRET",
-                 "REDIRECT_URI"):
+    for part in ("AUTHORIZE_URL", "TOKEN_URL", "SERVICE_URL", "CLIENT_ID", "CLIENT_SECRET"):
         setattr(settings, f"SONOR_DAN_{part}", f"https://sso.example/{part.lower()}")
     assert [m.name for m in login_base.login_methods()] == ["qr", "demo", "dan"]
     assert login_base.login_method_get(name="dan").name == "dan"
-    url = dan.dan_authorize_url(state="s1")
-    assert url.startswith("https://sso.example/authorize_url?") and "state=s1" in url
+    start = dan.dan_login_begin(redirect_url="https://sonor.example/dan/callback")
+    assert start.authorize_url.startswith("https://sso.example/authorize_url?")
+    assert f"state={start.state}" in start.authorize_url
 
 
 def test_unconfigured_dan_is_unavailable(settings: Any) -> None:
     settings.SONOR_DEMO = False
     assert not dan.dan_configured()
     with pytest.raises(LoginMethodUnavailable) as raised:
-        dan.dan_authorize_url(state="s")
+        dan.dan_login_begin(redirect_url="https://sonor.example/dan/callback")
     assert raised.value.code == "login_method_unavailable"
     with pytest.raises(LoginMethodUnavailable):
-        dan.dan_login_complete(code="c", state="s", ip=None, device="")
+        dan.dan_citizen_fetch(code="c", code_verifier="v", redirect_url="https://x/cb")
     with pytest.raises(LoginMethodUnavailable):
         login_base.login_method_get(name="dan")
     with pytest.raises(LoginMethodUnavailable):
