@@ -1,0 +1,57 @@
+"""Citizens' privacy in chat, each test written as an attack that must fail: disguised text,
+names and numbers learnt from user ids or phone numbers, contacts forced on strangers."""
+
+import pytest
+
+from chatserver import services
+from chatserver.chat_errors import PiiWarning, TextEmpty
+from tests.chatserver import chat_helpers
+from tests.chatserver.chat_helpers import direct_room, group, send
+
+pytestmark = pytest.mark.django_db
+chat_user = chat_helpers.chat_user
+fresh_cache = chat_helpers.fresh_cache
+
+
+# ---- invisible formatting characters -------------------------------------------------------
+
+def test_bidi_and_zero_width_characters_cannot_disguise_a_message(chat_user) -> None:
+    a, b = chat_user(), chat_user()
+    room = direct_room(a, b)
+    # "invoice_\u202egpj.exe" is shown as "invoice_exe.jpg" by a bidi-aware client.
+    assert send(a, room, "invoice_\u202egpj.exe").text == "invoice_gpj.exe"
+    for hidden in ("\u202a", "\u202b", "\u202c", "\u202d", "\u2066", "\u2067", "\u2068",
+                   "\u2069", "\u200b", "\u200e", "\u200f", "\u2060", "\u2061", "\u2064",
+                   "\ufeff", "\u00ad"):
+        assert send(a, room, f"банк{hidden}аас").text == "банкаас", repr(hidden)
+    # Only invisible characters: nothing is left to send.
+    with pytest.raises(TextEmpty):
+        send(a, room, "\u200b\u2066\ufeff")
+    # A register number split by a zero-width space is still personal data.
+    with pytest.raises(PiiWarning):
+        send(a, room, "УБ\u200b90010112")
+    # Edits are cleaned the same way.
+    message = send(a, room, "анхны")
+    edited = services.message_edit(user=a, room_id=room.pk, message_id=message.pk,
+                                   text="\u202eнууц")
+    assert edited is not None and edited.text == "нууц"
+
+
+def test_emoji_and_mongolian_script_keep_the_characters_they_need(chat_user) -> None:
+    a, b = chat_user(), chat_user()
+    room = direct_room(a, b)
+    family = "👩\u200d👩\u200d👧"  # joined by ZWJ
+    england = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+    mongolian = "ᠬᠠᠭᠠ\u180eᠨ"  # the vowel separator of traditional script
+    for text in (family, england, mongolian, "می\u200cخواهم"):  # ZWNJ
+        assert send(a, room, text).text == text
+    # Tag characters outside a flag are hidden text: removed.
+    assert send(a, room, "hi\U000e0068\U000e0069").text == "hi"
+
+
+def test_group_names_cannot_hide_or_reverse_text(chat_user) -> None:
+    owner = chat_user()
+    room = group(owner, name="Ажил\u202e\u200bын\u2066 баг")
+    assert room.name == "Ажилын баг"
+    renamed = services.group_rename(actor=owner, room_id=room.pk, name="\ufeffШинэ\u2069")
+    assert renamed.name == "Шинэ"
