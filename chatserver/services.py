@@ -68,7 +68,7 @@ from chatserver.selectors import (
 from chatserver.throttle import throttle_check
 from identity.domain import mobile_parse
 from identity.models import PhoneNumber, User
-from notify.chat_push import chat_pushes_on_read
+from notify.chat_push import chat_pushes_on_delete, chat_pushes_on_read
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +249,9 @@ def message_edit(*, user: User, room_id: int, message_id: int, text: str,
 
 def message_delete(*, user: User, room_id: int, message_id: int) -> RoomEvent:
     """Delete a message for everyone: a tombstone stays (seq, sender, time); its text is
-    removed from the message and from its stored edits. One's own message, or any message of
-    a group one administers. Deleting again returns the first deletion."""
+    removed from the message, from its stored edits and from the push ledger. One's own
+    message, or any message of a group one administers. Deleting again returns the first
+    deletion."""
     target = _message_in_room(room_id=room_id, message_id=message_id)
     if target.deleted_at is not None:
         previous = RoomEvent.objects.filter(target=target, kind=RoomEvent.Kind.DELETE).first()
@@ -271,6 +272,7 @@ def message_delete(*, user: User, room_id: int, message_id: int) -> RoomEvent:
         target.text = ""
         target.deleted_at = now
         target.save(update_fields=["text", "deleted_at"])
+        chat_pushes_on_delete(room_id=room_id, seq=target.seq)
         event = RoomEvent.objects.create(
             room_id=room_id, seq=seq, kind=RoomEvent.Kind.DELETE, sender=user, target=target,
             created_at=now)
