@@ -160,6 +160,13 @@ class BlockIn(Schema):
     user_id: int
 
 
+class BlockCreatedOut(Schema):
+    """No name: a block confirms nothing about the user beyond what the caller gave."""
+
+    user_id: int
+    created_at: datetime
+
+
 class BlockOut(Schema):
     user_id: int
     name: str
@@ -349,11 +356,12 @@ def blocks(request: HttpRequest) -> list[BlockOut]:
     return [BlockOut.of(b) for b in selectors.block_list(user=request_session(request).user)]
 
 
-@router.post("blocks", response={201: BlockOut, **ERRORS})
-def block_create(request: HttpRequest, payload: BlockIn) -> Status[BlockOut]:
-    """No new direct room or message from that user; they are not told."""
+@router.post("blocks", response={201: BlockCreatedOut, **ERRORS})
+def block_create(request: HttpRequest, payload: BlockIn) -> Status[BlockCreatedOut]:
+    """No new direct room or message from that user; they are not told. Only users one
+    shares or shared a room with: any other id is `user_not_found`, as an unused one."""
     block = services.user_block(blocker=request_session(request).user, user_id=payload.user_id)
-    return Status(201, BlockOut.of(Block.objects.select_related("blocked").get(pk=block.pk)))
+    return Status(201, BlockCreatedOut(user_id=block.blocked_id, created_at=block.created_at))
 
 
 @router.delete("blocks/{int:user_id}", response={204: None, **ERRORS})

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from chatserver import protocol
 from chatserver.chat_config import chat_setting
-from chatserver.chat_errors import NotMember
+from chatserver.chat_errors import NotMember, UserNotFound
 from chatserver.models import (
     Block,
     Membership,
@@ -320,6 +320,19 @@ def invite_list(*, user: User) -> list[PendingInvite]:
     return list(PendingInvite.objects.filter(
         inviter=user, resolved_at__isnull=True, cancelled_at__isnull=True,
         created_at__gte=since).order_by("-created_at"))
+
+
+def user_visible_get(*, viewer: User, user_id: int) -> User:
+    """The user `user_id` if `viewer` can already see them: they share or shared a room.
+    Anyone else is UserNotFound, exactly as an id no one has: user ids are sequential, and
+    probing them must tell a caller nothing (not even that the id exists)."""
+    user = None
+    if user_id != viewer.pk:
+        user = User.objects.filter(
+            pk=user_id, chat_memberships__room__memberships__user=viewer).first()
+    if user is None:
+        raise UserNotFound()
+    return user
 
 
 def block_list(*, user: User) -> list[Block]:

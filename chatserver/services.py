@@ -64,6 +64,7 @@ from chatserver.selectors import (
     member_frame,
     message_frame,
     room_unread_count,
+    user_visible_get,
 )
 from chatserver.throttle import throttle_check
 from identity.domain import mobile_parse
@@ -598,6 +599,7 @@ def _member_leave_locked(*, room: Room, seq: int, membership: Membership, action
 
 def group_member_remove(*, actor: User, room_id: int, user_id: int) -> None:
     """An owner removes anyone; an admin removes members (not admins or the owner)."""
+    _user_route_throttle(actor)
     if user_id == actor.pk:
         room_leave(user=actor, room_id=room_id)
         return
@@ -634,6 +636,7 @@ def group_role_set(*, actor: User, room_id: int, user_id: int, role: str) -> Mem
     """Admins promote members to admin; the owner also demotes admins and hands ownership
     on (role owner: the old owner becomes an admin). Setting a role a member has changes
     nothing."""
+    _user_route_throttle(actor)
     if role not in Role.values:
         raise InvalidInput("The role is owner, admin or member.")
     if user_id == actor.pk:
@@ -791,13 +794,19 @@ def invites_on_phone_verified(sender: object, *, user: User, e164: str, **kwargs
 
 # ---- blocks and reports --------------------------------------------------------------------
 
+def _user_route_throttle(user: User) -> None:
+    """Requests that name a user id are counted per account (with user_visible_get, probing
+    ids learns nothing; the limit keeps it slow as well)."""
+    throttle_check(key=f"chat-user-routes:{user.pk}",
+                   limit=chat_setting("SONOR_CHAT_USER_ROUTES_PER_HOUR"), window_seconds=3600)
+
+
 def user_block(*, blocker: User, user_id: int) -> Block:
     """From now on `user_id` gets no new direct room with `blocker` and their messages and
-    typing in it are held; they are not told. (In groups, clients hide blocked users.)"""
-    if user_id == blocker.pk:
-        raise InvalidInput("You cannot block yourself.")
-    if not User.objects.filter(pk=user_id).exists():
-        raise UserNotFound()
+    typing in it are held; they are not told. (In groups, clients hide blocked users.) Only
+    a user the blocker can see (user_visible_get) can be blocked; others are UserNotFound."""
+    _user_route_throttle(blocker)
+    user_visible_get(viewer=blocker, user_id=user_id)
     block, _ = Block.objects.get_or_create(blocker=blocker, blocked_id=user_id)
     return block
 
@@ -805,6 +814,7 @@ def user_block(*, blocker: User, user_id: int) -> Block:
 def user_unblock(*, blocker: User, user_id: int) -> None:
     """Lift a block; invites the blocked user sent to the blocker's number meanwhile now
     resolve as if the number had just been verified."""
+    _user_route_throttle(blocker)
     with transaction.atomic():
         deleted, _ = Block.objects.filter(blocker=blocker, blocked_id=user_id).delete()
         if not deleted:
@@ -822,7 +832,7 @@ def user_unblock(*, blocker: User, user_id: int) -> None:
 def report_create(*, reporter: User, reason: str, message_id: int | None = None,
                   user_id: int | None = None) -> Report:
     """Report a message (a copy of its text is kept for staff, even if it is deleted later)
-    or a user to the staff queue. Only messages one can see can be reported."""
+    or a user to the staff queue. Only messages and users one can see can be reported."""
     reason = (reason or "").strip()
     if (message_id is None) == (user_id is None) or not reason:
         raise ReportInvalid()
@@ -845,8 +855,8 @@ def report_create(*, reporter: User, reason: str, message_id: int | None = None,
                                        reason=reason)
     else:
         assert user_id is not None
-        if user_id == reporter.pk or not User.objects.filter(pk=user_id).exists():
-            raise UserNotFound()
+        _user_route_throttle(reporter)
+        user_visible_get(viewer=reporter, user_id=user_id)
         report = Report.objects.create(reporter=reporter, reported_user_id=user_id,
                                        reason=reason)
     log.warning("chat report %s by user %s against user %s", report.pk, reporter.pk,

@@ -219,6 +219,7 @@ SONOR_CHAT_TYPING_INTERVAL = _env_float("SONOR_CHAT_TYPING_INTERVAL", 3.0)
 SONOR_CHAT_HISTORY_MAX = _env_int("SONOR_CHAT_HISTORY_MAX", 100)
 SONOR_CHAT_PRESENCE_TTL = _env_int("SONOR_CHAT_PRESENCE_TTL", 150)
 SONOR_CHAT_SOCKET_BUFFER = _env_int("SONOR_CHAT_SOCKET_BUFFER", 1000)
+SONOR_CHAT_USER_ROUTES_PER_HOUR = _env_int("SONOR_CHAT_USER_ROUTES_PER_HOUR", 100)
 
 # Delivery pipeline: validity per category (hours; SMS operators keep a message 96 h),
 # SMS escalation (send only if still unread after N minutes; 0 = at once), retries.

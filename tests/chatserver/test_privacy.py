@@ -5,6 +5,7 @@ import pytest
 
 from chatserver import services
 from chatserver.chat_errors import PiiWarning, TextEmpty
+from chatserver.models import Block, Report
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import direct_room, group, send
 
@@ -55,3 +56,47 @@ def test_group_names_cannot_hide_or_reverse_text(chat_user) -> None:
     assert room.name == "Ажилын баг"
     renamed = services.group_rename(actor=owner, room_id=room.pk, name="\ufeffШинэ\u2069")
     assert renamed.name == "Шинэ"
+
+
+# ---- user ids ------------------------------------------------------------------------------
+
+@pytest.fixture
+def client_for(make_api_client, make_token):  # type: ignore[no-untyped-def]
+    return lambda user: make_api_client(make_token(user))
+
+
+def test_probing_user_ids_learns_no_name_and_no_existence(chat_user, client_for) -> None:
+    """User ids are sequential: an attacker who blocks or reports ids one by one must learn
+    nothing about users they never shared a room with, not even that the id exists."""
+    attacker, victim, friend = chat_user("Халдагч"), chat_user("Нууц Хүн"), chat_user("Найз")
+    direct_room(attacker, friend)
+    client = client_for(attacker)
+    unused = victim.pk + 1000
+    answers = []
+    for user_id in (victim.pk, unused):
+        blocked = client.post("/api/v1/blocks", {"user_id": user_id})
+        reported = client.post("/api/v1/reports", {"user_id": user_id, "reason": "спам"})
+        unblocked = client.delete(f"/api/v1/blocks/{user_id}")
+        answers.append([(r.status_code, r.json()) for r in (blocked, reported, unblocked)])
+        assert "Нууц" not in (blocked.content + reported.content).decode()
+    assert answers[0] == answers[1]
+    assert answers[0][0] == (404, {"code": "user_not_found", "message": "No such user.",
+                                   "extra": {}})
+    assert not Block.objects.exists() and not Report.objects.exists()
+    # Someone the attacker shares a room with can be blocked; the answer names no one.
+    blocked = client.post("/api/v1/blocks", {"user_id": friend.pk})
+    assert blocked.status_code == 201 and blocked.json().keys() == {"user_id", "created_at"}
+
+
+def test_requests_naming_user_ids_are_rate_limited_per_account(chat_user, client_for,
+                                                               settings) -> None:
+    settings.SONOR_CHAT_USER_ROUTES_PER_HOUR = 5
+    attacker = chat_user()
+    client = client_for(attacker)
+    codes = [client.post("/api/v1/blocks", {"user_id": attacker.pk + n}).status_code
+             for n in range(1, 7)]
+    assert codes == [404] * 5 + [429]
+    # Every route that names a user id counts against the same budget.
+    owner_room = group(attacker)
+    assert client.delete(f"/api/v1/rooms/{owner_room.pk}/members/1").status_code == 429
+    assert client.post("/api/v1/reports", {"user_id": 1, "reason": "x"}).status_code == 429
