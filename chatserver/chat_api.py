@@ -25,12 +25,17 @@ ERRORS: dict[int, type[Schema]] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 
 # ---- shapes --------------------------------------------------------------------------------
 
 class PeerOut(Schema):
+    """The other member of a direct room: their name, and a number only if the caller typed
+    it to reach them (and only while it is still theirs); never a number they were not
+    given."""
+
     id: int
     name: str
     phone: str | None
     phone_status: Literal["verified", "changed_hands", "none"] = Field(
-        description="changed_hands: the number the room was opened with now belongs to "
-                    "someone else; this room stays with the person, not the number.")
+        description="verified: `phone` is the number you reached them by, still theirs; "
+                    "changed_hands: that number is theirs no more (this room stays with the "
+                    "person, not the number); none: you were not given a number of theirs.")
 
 
 class RoomOut(Schema):

@@ -59,6 +59,10 @@ class Membership(models.Model):
     left_at = models.DateTimeField(null=True, blank=True)
     left_seq = models.BigIntegerField(null=True, blank=True)
     last_read_seq = models.BigIntegerField(default=0)
+    # Direct rooms: the other member's number as this member typed it (to start the room or
+    # to find it again). The only number of theirs this member is ever shown, and only while
+    # it is still theirs: a contact is never told a new number.
+    known_phone = models.CharField(max_length=16, blank=True)
 
     class Meta:
         constraints = [

@@ -209,7 +209,9 @@ class PeerSummary:
     id: int
     name: str
     phone: str | None
-    # verified | changed_hands (their number now belongs to someone else) | none
+    # verified: `phone` is the number the viewer reached them by, still theirs;
+    # changed_hands: that number is theirs no more (the room stays with the person);
+    # none: the viewer was never given a number of theirs.
     phone_status: str
 
 
@@ -228,22 +230,24 @@ class RoomSummary:
     peer: PeerSummary | None
 
 
-def _peer_summaries(user_ids: list[int]) -> dict[int, PeerSummary]:
-    users = {u.pk: u for u in User.objects.filter(pk__in=user_ids).only("id", "name")}
-    phones: dict[int, PhoneNumber] = {}
-    for phone in PhoneNumber.objects.filter(user_id__in=user_ids).order_by("verified_at"):
-        current = phones.get(phone.user_id)
-        if current is None or current.released_at is not None:
-            phones[phone.user_id] = phone  # the active one, else the latest
+def _peer_summaries(peers: dict[int, tuple[int, str]]) -> dict[int, PeerSummary]:
+    """Per direct room, its other member as the viewer may see them: {room_id: (user id,
+    the number the viewer typed for them)}. Only that number is shown, and only while it is
+    still theirs: never the one they use now if the viewer was not given it."""
+    names = dict(User.objects.filter(pk__in={u for u, _ in peers.values()})
+                 .values_list("id", "name"))
+    held = set(PhoneNumber.objects.filter(
+        e164__in={p for _, p in peers.values() if p}, released_at__isnull=True,
+    ).values_list("user_id", "e164"))
     summaries = {}
-    for user_id, user in users.items():
-        phone = phones.get(user_id)
-        if phone is not None and phone.released_at is None:
-            summaries[user_id] = PeerSummary(user_id, user.name, phone.e164, "verified")
-        elif phone is not None and phone.release_reason == "reassigned":
-            summaries[user_id] = PeerSummary(user_id, user.name, None, "changed_hands")
+    for room_id, (user_id, known_phone) in peers.items():
+        if not known_phone:
+            phone, status = None, "none"
+        elif (user_id, known_phone) in held:
+            phone, status = known_phone, "verified"
         else:
-            summaries[user_id] = PeerSummary(user_id, user.name, None, "none")
+            phone, status = None, "changed_hands"
+        summaries[room_id] = PeerSummary(user_id, names.get(user_id, ""), phone, status)
     return summaries
 
 
@@ -266,11 +270,12 @@ def room_list(*, user: User, room_id: int | None = None) -> list[RoomSummary]:
     memberships_list = list(memberships)
     messages = RoomEvent.objects.in_bulk(
         [m.last_message_id for m in memberships_list if m.last_message_id])  # type: ignore
-    direct_ids = [m.room_id for m in memberships_list if m.room.kind == Room.Kind.DIRECT]
-    peer_of: dict[int, int] = dict(
-        Membership.objects.filter(room_id__in=direct_ids).exclude(user=user)
-        .values_list("room_id", "user_id"))
-    peers = _peer_summaries(list(peer_of.values()))
+    known = {m.room_id: m.known_phone for m in memberships_list
+             if m.room.kind == Room.Kind.DIRECT}
+    peers = _peer_summaries({
+        room_id: (peer_id, known[room_id]) for room_id, peer_id in
+        Membership.objects.filter(room_id__in=list(known)).exclude(user=user)
+        .values_list("room_id", "user_id")})
     summaries = []
     for m in memberships_list:
         message = messages.get(m.last_message_id)  # type: ignore[attr-defined]
@@ -280,7 +285,7 @@ def room_list(*, user: User, room_id: int | None = None) -> list[RoomSummary]:
             unread=m.unread,  # type: ignore[attr-defined]
             member_count=m.room.member_count, created_at=m.room.created_at,
             last_message=message_frame(message) if message else None,
-            peer=peers.get(peer_of.get(m.room_id, 0))))
+            peer=peers.get(m.room_id)))
     summaries.sort(key=lambda s: s.last_message.sent_at if s.last_message else s.created_at,
                    reverse=True)
     return summaries

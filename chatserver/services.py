@@ -395,7 +395,7 @@ def _new_account_adds(user: User, count: int) -> None:
 
 
 def _room_create(*, kind: str, name: str, creator: User, members: list[tuple[User, str]],
-                 direct_key: str | None = None) -> Room:
+                 direct_key: str | None = None, known_phone: str = "") -> Room:
     """A new room whose stream opens with its name (groups) and one `joined` event per
     member, added by `creator`. Every member's sockets join it on commit. Caller holds a
     transaction."""
@@ -413,7 +413,8 @@ def _room_create(*, kind: str, name: str, creator: User, members: list[tuple[Use
         last_seq=len(events), member_count=len(members),
         member_limit=chat_setting("SONOR_CHAT_MEMBER_LIMIT"))
     Membership.objects.bulk_create([
-        Membership(room=room, user=user, role=role, joined_at=now, joined_seq=1)
+        Membership(room=room, user=user, role=role, joined_at=now, joined_seq=1,
+                   known_phone=known_phone if user.pk == creator.pk else "")
         for user, role in members])
     for event in events:
         event.room = room
@@ -440,6 +441,7 @@ def room_direct_get_or_create(*, user: User, phone: str) -> Room | PendingInvite
         key = _direct_key(user.pk, peer.pk)
         room = Room.objects.filter(direct_key=key).first()
         if room is not None:
+            _known_phone_set(room=room, user=user, e164=e164)
             return room
         if _blocked(blocker_id=user.pk, blocked_id=peer.pk):
             raise UserBlocked()
@@ -449,10 +451,18 @@ def room_direct_get_or_create(*, user: User, phone: str) -> Room | PendingInvite
                 with transaction.atomic():
                     return _room_create(
                         kind=Room.Kind.DIRECT, name="", creator=user, direct_key=key,
-                        members=[(user, Role.MEMBER), (peer, Role.MEMBER)])
+                        members=[(user, Role.MEMBER), (peer, Role.MEMBER)], known_phone=e164)
             except IntegrityError:  # the other one asked at the same moment
-                return Room.objects.get(direct_key=key)
+                room = Room.objects.get(direct_key=key)
+                _known_phone_set(room=room, user=user, e164=e164)
+                return room
     return _invite_hold(inviter=user, e164=e164, kind=PendingInvite.Kind.DIRECT, room=None)
+
+
+def _known_phone_set(*, room: Room, user: User, e164: str) -> None:
+    """`user` typed `e164` (which belongs to the other member now) to reach this room."""
+    Membership.objects.filter(room=room, user=user).exclude(known_phone=e164).update(
+        known_phone=e164)
 
 
 def _group_name(name: str) -> str:
@@ -754,8 +764,10 @@ def _invite_resolve(*, invite: PendingInvite, user: User) -> None:
         room = Room.objects.filter(direct_key=key).first()
         if room is None:
             room = _room_create(kind=Room.Kind.DIRECT, name="", creator=inviter,
-                                direct_key=key,
+                                direct_key=key, known_phone=invite.e164,
                                 members=[(inviter, Role.MEMBER), (user, Role.MEMBER)])
+        else:
+            _known_phone_set(room=room, user=inviter, e164=invite.e164)
         invite.room = room
         _tell_invited(user=user, inviter=inviter, group_name=None)
     elif usable and invite.room is not None:

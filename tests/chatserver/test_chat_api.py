@@ -186,7 +186,7 @@ def test_messages_send_history_read_edit_delete_over_rest(chat_user, client_for)
 def test_recycled_number_gives_its_new_owner_none_of_the_old_rooms(
         chat_user, make_citizen, client_for, make_api_client, make_token, sms_code) -> None:
     a, c = chat_user("Анхны эзэн"), chat_user("Найз")
-    room = direct_room(a, c)
+    room = direct_room(c, a)  # c reached a by a's number
     send(c, room, "сайн уу")
     number = phone_of(a)
     # The operator reassigned the number; its new owner verifies it through the real flow.

@@ -2,12 +2,16 @@
 names and numbers learnt from user ids or phone numbers, contacts forced on strangers."""
 
 import pytest
+from django.db import transaction
+from django.utils import timezone
 
 from chatserver import services
 from chatserver.chat_errors import PiiWarning, TextEmpty
 from chatserver.models import Block, Report
+from identity.models import User
+from identity.services import _phone_bind
 from tests.chatserver import chat_helpers
-from tests.chatserver.chat_helpers import direct_room, group, send
+from tests.chatserver.chat_helpers import direct_room, group, new_phone, phone_of, send
 
 pytestmark = pytest.mark.django_db
 chat_user = chat_helpers.chat_user
@@ -100,3 +104,32 @@ def test_requests_naming_user_ids_are_rate_limited_per_account(chat_user, client
     owner_room = group(attacker)
     assert client.delete(f"/api/v1/rooms/{owner_room.pk}/members/1").status_code == 429
     assert client.post("/api/v1/reports", {"user_id": 1, "reason": "x"}).status_code == 429
+
+
+# ---- phone numbers of contacts -------------------------------------------------------------
+
+def test_a_contact_sees_only_the_number_they_typed_and_never_a_new_one(chat_user,
+                                                                       client_for) -> None:
+    bat, saraa = chat_user("Бат"), chat_user("Сараа")
+    old_number = phone_of(bat)
+    room = direct_room(saraa, bat)  # Saraa typed Bat's number; Bat never got Saraa's
+
+    def peer(viewer: User) -> dict:
+        rooms = client_for(viewer).get("/api/v1/rooms").json()
+        return next(r["peer"] for r in rooms if r["id"] == room.pk)
+
+    assert peer(bat) == {"id": saraa.pk, "name": "Сараа", "phone": None, "phone_status": "none"}
+    assert peer(saraa) == {"id": bat.pk, "name": "Бат", "phone": old_number,
+                           "phone_status": "verified"}
+    # Bat blocks Saraa and moves to a new number: she is never told the new one.
+    services.user_block(blocker=bat, user_id=saraa.pk)
+    new_number = new_phone()
+    with transaction.atomic():
+        _phone_bind(user=bat, e164=new_number, now=timezone.now())
+    assert peer(saraa) == {"id": bat.pk, "name": "Бат", "phone": None,
+                           "phone_status": "changed_hands"}
+    assert new_number not in str(client_for(saraa).get(f"/api/v1/rooms/{room.pk}").json())
+    # Finding the room again by the new number (which she has now typed) shows it.
+    services.user_unblock(blocker=bat, user_id=saraa.pk)
+    assert services.room_direct_get_or_create(user=saraa, phone=new_number).pk == room.pk
+    assert peer(saraa)["phone"] == new_number
