@@ -66,7 +66,8 @@ class RoomOut(Schema):
 
 
 class InviteOut(Schema):
-    """A held invite: waiting for someone to verify the number."""
+    """An invite the caller sent: waiting for an answer, or for someone to verify the
+    number (the two look the same)."""
 
     id: int
     kind: Literal["direct", "group"]
@@ -81,6 +82,22 @@ class InviteOut(Schema):
                          phone=invite.e164,
                          room=invite.room_id if invite.kind == PendingInvite.Kind.GROUP else None,
                          created_at=invite.created_at)
+
+
+class InvitationOut(Schema):
+    """An invitation waiting for the caller's answer (as the `chat.invitation` frame)."""
+
+    id: int
+    kind: Literal["direct", "group"]
+    from_user: int
+    from_name: str
+    room: int | None
+    room_name: str
+    created_at: datetime
+
+    @staticmethod
+    def of(invite: PendingInvite) -> "InvitationOut":
+        return InvitationOut(**selectors.invitation_frame(invite).model_dump(exclude={"type"}))
 
 
 class MemberOut(Schema):
@@ -217,9 +234,10 @@ def rooms(request: HttpRequest) -> list[RoomOut]:
 
 @router.post("rooms/direct", response={201: RoomOut, 202: InviteOut, **ERRORS})
 def room_direct(request: HttpRequest, payload: PhoneIn) -> Status[Any]:
-    """The direct room with whoever verified `phone` (the same room when asked again): 201.
-    A number no one has verified gives a held invite (202) that becomes the room when
-    someone verifies it."""
+    """The direct room with whoever verified `phone`, if you have talked before (the same
+    room when asked again): 201. Otherwise a message request (202): the owner of the number
+    accepts or declines it, and the room appears (with their name) once they accept. A
+    number no one has verified gives the same 202, held until someone verifies it."""
     user = request_session(request).user
     result = services.room_direct_get_or_create(user=user, phone=payload.phone)
     if isinstance(result, PendingInvite):
@@ -229,7 +247,8 @@ def room_direct(request: HttpRequest, payload: PhoneIn) -> Status[Any]:
 
 @router.post("rooms/groups", response={201: GroupOut, **ERRORS})
 def group_create(request: HttpRequest, payload: GroupIn) -> Status[GroupOut]:
-    """A group owned by the caller; numbers no one has verified get held invites."""
+    """A group owned by the caller, with the caller's contacts as members; every other
+    number gets an invitation (`pending`), whether or not anyone uses it."""
     user = request_session(request).user
     created = services.group_create(creator=user, name=payload.name, phones=payload.phones)
     return Status(201, GroupOut(room=_room_out(user, created.room),
@@ -310,8 +329,8 @@ def room_members(request: HttpRequest, room_id: int, query: Query[MembersQuery]
 
 @router.post("rooms/{int:room_id}/members", response={201: MemberOut, 202: InviteOut, **ERRORS})
 def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Status[Any]:
-    """Add whoever verified `phone` to a group (admins); 202 with a held invite when no one
-    has verified it yet."""
+    """Add a contact of yours who verified `phone` to a group (admins): 201. Anyone else is
+    invited (202), as is a number no one has verified yet."""
     result = services.group_member_add(actor=request_session(request).user, room_id=room_id,
                                        phone=payload.phone)
     if isinstance(result, PendingInvite):
@@ -346,13 +365,36 @@ def room_leave(request: HttpRequest, room_id: int) -> Status[None]:
 
 @router.get("invites", response={200: list[InviteOut], **ERRORS})
 def invites(request: HttpRequest) -> list[InviteOut]:
-    """The caller's invites still waiting for someone to verify the number."""
+    """The invites the caller sent that are still open (to them, all look pending)."""
     return [InviteOut.of(i) for i in selectors.invite_list(user=request_session(request).user)]
 
 
 @router.delete("invites/{int:invite_id}", response={204: None, **ERRORS})
 def invite_cancel(request: HttpRequest, invite_id: int) -> Status[None]:
     services.invite_cancel(user=request_session(request).user, invite_id=invite_id)
+    return Status(204, None)
+
+
+@router.get("invitations", response={200: list[InvitationOut], **ERRORS})
+def invitations(request: HttpRequest) -> list[InvitationOut]:
+    """Invitations to the caller waiting for an answer: message requests and groups."""
+    return [InvitationOut.of(i)
+            for i in selectors.invitation_list(user=request_session(request).user)]
+
+
+@router.post("invitations/{int:invitation_id}/accept", response={200: RoomOut, **ERRORS})
+def invitation_accept(request: HttpRequest, invitation_id: int) -> RoomOut:
+    """Join the group, or open the direct room with the one who asked."""
+    user = request_session(request).user
+    room = services.invitation_accept(user=user, invitation_id=invitation_id)
+    return _room_out(user, room)
+
+
+@router.post("invitations/{int:invitation_id}/decline", response={204: None, **ERRORS})
+def invitation_decline(request: HttpRequest, invitation_id: int) -> Status[None]:
+    """The one who invited is not told."""
+    services.invitation_decline(user=request_session(request).user,
+                                invitation_id=invitation_id)
     return Status(204, None)
 
 

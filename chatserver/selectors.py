@@ -73,6 +73,16 @@ def message_frame(event: RoomEvent) -> protocol.ChatMessage:
         edited_at=event.edited_at, deleted=event.deleted_at is not None)
 
 
+def invitation_frame(invite: PendingInvite) -> protocol.ChatInvitation:
+    """What the invitee is shown: who asks (name and id) and, for a group, which one."""
+    return protocol.ChatInvitation(
+        id=invite.pk, kind=invite.kind,  # type: ignore[arg-type]
+        from_user=invite.inviter_id, from_name=invite.inviter.name,
+        room=invite.room_id if invite.kind == PendingInvite.Kind.GROUP else None,
+        room_name=invite.room.name if invite.room and invite.kind == PendingInvite.Kind.GROUP
+        else "", created_at=invite.created_at)
+
+
 def member_frame(event: RoomEvent, *, subject_name: str) -> protocol.ChatMember:
     return protocol.ChatMember(
         room=event.room_id, seq=event.seq, user=event.subject_id, name=subject_name,
@@ -328,16 +338,29 @@ def invite_list(*, user: User) -> list[PendingInvite]:
 
 
 def user_visible_get(*, viewer: User, user_id: int) -> User:
-    """The user `user_id` if `viewer` can already see them: they share or shared a room.
+    """The user `user_id` if `viewer` can already see them: they share or shared a room, or
+    they invited the viewer.
     Anyone else is UserNotFound, exactly as an id no one has: user ids are sequential, and
     probing them must tell a caller nothing (not even that the id exists)."""
     user = None
     if user_id != viewer.pk:
-        user = User.objects.filter(
+        user = (User.objects.filter(
             pk=user_id, chat_memberships__room__memberships__user=viewer).first()
+            or User.objects.filter(pk=user_id, chat_invites_sent__invitee=viewer).first())
     if user is None:
         raise UserNotFound()
     return user
+
+
+def invitation_list(*, user: User) -> list[PendingInvite]:
+    """Invitations waiting for the user's answer, newest first (not from users they
+    blocked)."""
+    since = timezone.now() - timedelta(days=chat_setting("SONOR_CHAT_INVITE_TTL_DAYS"))
+    return list(PendingInvite.objects.filter(
+        invitee=user, resolved_at__isnull=True, cancelled_at__isnull=True,
+        declined_at__isnull=True, created_at__gte=since,
+    ).exclude(inviter__in=Block.objects.filter(blocker=user).values("blocked"))
+        .select_related("inviter", "room").order_by("-created_at"))
 
 
 def block_list(*, user: User) -> list[Block]:
@@ -367,7 +390,8 @@ def user_online(*, user_id: int) -> bool:
 
 def chat_export(user: User) -> dict[str, Any]:
     """The user's part of chat in their data export (terms 4.2, 5.1): rooms, the messages they
-    sent (deleted ones without text), their blocks, reports and held invites."""
+    sent (deleted ones without text), their blocks, reports, the invites they sent and the
+    invitations they received."""
     return {
         "rooms": [
             {"room": m.room_id, "kind": m.room.kind, "name": m.room.name, "role": m.role,
@@ -389,4 +413,8 @@ def chat_export(user: User) -> dict[str, Any]:
         "invites": [{"phone": i.e164, "kind": i.kind, "created_at": i.created_at,
                      "resolved_at": i.resolved_at, "cancelled_at": i.cancelled_at}
                     for i in PendingInvite.objects.filter(inviter=user)],
+        "invitations": [{"from_user": i.inviter_id, "kind": i.kind, "room": i.room_id,
+                         "created_at": i.created_at, "accepted_at": i.resolved_at,
+                         "declined_at": i.declined_at}
+                        for i in PendingInvite.objects.filter(invitee=user)],
     }

@@ -220,6 +220,7 @@ SONOR_CHAT_HISTORY_MAX = _env_int("SONOR_CHAT_HISTORY_MAX", 100)
 SONOR_CHAT_PRESENCE_TTL = _env_int("SONOR_CHAT_PRESENCE_TTL", 150)
 SONOR_CHAT_SOCKET_BUFFER = _env_int("SONOR_CHAT_SOCKET_BUFFER", 1000)
 SONOR_CHAT_USER_ROUTES_PER_HOUR = _env_int("SONOR_CHAT_USER_ROUTES_PER_HOUR", 100)
+SONOR_CHAT_DISCOVERY_PER_HOUR = _env_int("SONOR_CHAT_DISCOVERY_PER_HOUR", 60)
 
 # Delivery pipeline: validity per category (hours; SMS operators keep a message 96 h),
 # SMS escalation (send only if still unread after N minutes; 0 = at once), retries.

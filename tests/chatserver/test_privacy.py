@@ -1,15 +1,19 @@
 """Citizens' privacy in chat, each test written as an attack that must fail: disguised text,
 names and numbers learnt from user ids or phone numbers, contacts forced on strangers."""
 
+from datetime import timedelta
+
 import pytest
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from chatserver import services
 from chatserver.chat_errors import PiiWarning, TextEmpty
-from chatserver.models import Block, Report
+from chatserver.models import Block, PendingInvite, Report, Room
 from identity.models import User
 from identity.services import _phone_bind
+from notify.models import Notification
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import direct_room, group, new_phone, phone_of, send
 
@@ -133,3 +137,95 @@ def test_a_contact_sees_only_the_number_they_typed_and_never_a_new_one(chat_user
     services.user_unblock(blocker=bat, user_id=saraa.pk)
     assert services.room_direct_get_or_create(user=saraa, phone=new_number).pk == room.pk
     assert peer(saraa)["phone"] == new_number
+
+
+# ---- contact without consent ---------------------------------------------------------------
+
+def _invite_shape(answer: dict) -> dict:
+    return answer | {"id": 0, "phone": "", "created_at": "", "room": None}
+
+
+def test_knowing_a_number_neither_opens_a_room_nor_reveals_a_name(chat_user,
+                                                                  client_for) -> None:
+    attacker, victim = chat_user("Халдагч"), chat_user("Нууц Хүн")
+    client = client_for(attacker)
+    asked = client.post("/api/v1/rooms/direct", {"phone": phone_of(victim)})
+    unused = client.post("/api/v1/rooms/direct", {"phone": new_phone()})
+    # A message request looks exactly like an invite to a number no one uses.
+    assert (asked.status_code, unused.status_code) == (202, 202)
+    assert _invite_shape(asked.json()) == _invite_shape(unused.json())
+    assert "Нууц" not in asked.content.decode()
+    assert not Room.objects.exists()
+    assert client.get("/api/v1/rooms").json() == []
+    # The victim is asked, with the asker's name, and says no; the attacker is not told.
+    victim_client = client_for(victim)
+    invitation = victim_client.get("/api/v1/invitations").json()
+    assert [(i["id"], i["from_name"]) for i in invitation] == [(asked.json()["id"], "Халдагч")]
+    declined = victim_client.post(f"/api/v1/invitations/{asked.json()['id']}/decline")
+    assert declined.status_code == 204
+    assert victim_client.get("/api/v1/invitations").json() == []
+    assert asked.json()["id"] in [i["id"] for i in client.get("/api/v1/invites").json()]
+    # Asking again changes nothing and does not bother the victim again.
+    again = client.post("/api/v1/rooms/direct", {"phone": phone_of(victim)})
+    assert (again.status_code, again.json()["id"]) == (202, asked.json()["id"])
+    assert Notification.objects.filter(user=victim, category="chat").count() == 1
+    assert not Room.objects.exists()
+
+
+def test_a_group_owner_cannot_pull_strangers_in(chat_user, client_for) -> None:
+    owner, friend = chat_user("Эзэн"), chat_user("Найз")
+    strangers = [chat_user(f"Танихгүй {n}") for n in range(3)]
+    direct_room(owner, friend)
+    unused = new_phone()
+    created = client_for(owner).post("/api/v1/rooms/groups", {
+        "name": "Хямдрал", "phones": [phone_of(friend), *map(phone_of, strangers), unused]})
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["room"]["member_count"] == 2  # the owner and their contact only
+    shapes = {str(_invite_shape(p)) for p in body["pending"]}
+    assert len(body["pending"]) == 4 and len(shapes) == 1  # nothing tells them apart
+    # Each stranger decides.
+    yes, no, _ = (client_for(s) for s in strangers)
+    invitation = yes.get("/api/v1/invitations").json()[0]
+    assert (invitation["kind"], invitation["room_name"], invitation["from_name"]) == (
+        "group", "Хямдрал", "Эзэн")
+    assert yes.post(f"/api/v1/invitations/{invitation['id']}/accept").status_code == 200
+    refused = no.get("/api/v1/invitations").json()[0]["id"]
+    assert no.post(f"/api/v1/invitations/{refused}/decline").status_code == 204
+    assert no.post(f"/api/v1/invitations/{refused}/accept").status_code == 404
+    room_id = body["room"]["id"]
+    assert sorted(m["user_id"] for m in client_for(owner).get(
+        f"/api/v1/rooms/{room_id}/members").json()) == sorted(
+        [owner.pk, friend.pk, strangers[0].pk])
+    # An invitation is for its invitee only.
+    assert client_for(friend).post(f"/api/v1/invitations/{refused}/accept").status_code == 404
+
+
+def test_a_plain_member_cannot_test_which_numbers_are_in_the_group(chat_user,
+                                                                  client_for) -> None:
+    owner, member, other_member, outsider = (chat_user() for _ in range(4))
+    room = group(owner, member, other_member)
+    client = client_for(member)
+    answers = {(r.status_code, r.content) for r in (
+        client.post(f"/api/v1/rooms/{room.pk}/members", {"phone": phone})
+        for phone in (phone_of(other_member), phone_of(outsider), new_phone()))}
+    assert len(answers) == 1 and next(iter(answers))[0] == 403
+    assert not PendingInvite.objects.filter(inviter=member).exists()
+
+
+def test_contact_discovery_is_rate_limited_for_every_account(chat_user, client_for,
+                                                             settings) -> None:
+    settings.SONOR_CHAT_DISCOVERY_PER_HOUR = 5
+    veteran = chat_user()
+    User.objects.filter(pk=veteran.pk).update(created_at=timezone.now() - timedelta(days=3650))
+    client = client_for(veteran)
+    codes = [client.post("/api/v1/rooms/direct", {"phone": new_phone()}).status_code
+             for _ in range(6)]
+    assert codes == [202] * 5 + [429]
+    # A group of many numbers is as many look-ups: refused whole, nothing created.
+    settings.SONOR_CHAT_DISCOVERY_PER_HOUR = 100
+    cache.clear()
+    numbers = [new_phone() for _ in range(101)]
+    many = client.post("/api/v1/rooms/groups", {"name": "Спам", "phones": numbers})
+    assert many.status_code == 429
+    assert not Room.objects.exists()
