@@ -271,10 +271,12 @@ def message_delete(*, user: User, room_id: int, message_id: int) -> RoomEvent:
             if room.kind != Room.Kind.GROUP or role not in (Role.OWNER, Role.ADMIN):
                 raise NotYourMessage()
         now = timezone.now()
-        RoomEvent.objects.filter(target=target, kind=RoomEvent.Kind.EDIT).update(text="")
+        # The message row first, then its edits: the push planner locks events in that
+        # (id) order too, so the two never wait for each other in a circle.
         target.text = ""
         target.deleted_at = now
         target.save(update_fields=["text", "deleted_at"])
+        RoomEvent.objects.filter(target=target, kind=RoomEvent.Kind.EDIT).update(text="")
         chat_pushes_on_delete(room_id=room_id, seq=target.seq)
         event = RoomEvent.objects.create(
             room_id=room_id, seq=seq, kind=RoomEvent.Kind.DELETE, sender=user, target=target,
@@ -811,6 +813,10 @@ def invitation_accept(*, user: User, invitation_id: int) -> Room:
     no longer be honoured (inviter gone or blocked, no longer an admin, group full) is
     closed and answered InviteNotFound."""
     _require_verified_phone(user)
+    done = PendingInvite.objects.select_related("room").filter(
+        pk=invitation_id, invitee=user, resolved_user=user, room__isnull=False).first()
+    if done is not None and done.room is not None:  # accepted already (a retry)
+        return done.room
     invite = _invitation_of(user=user, invitation_id=invitation_id)
     inviter = invite.inviter
     room: Room | None = None
@@ -836,6 +842,8 @@ def invitation_accept(*, user: User, invitation_id: int) -> Room:
                     raise _Unchanged(None)
     except _Unchanged:
         pass
+    except IntegrityError:  # the direct room was just created by the other side
+        room = Room.objects.get(direct_key=_direct_key(inviter.pk, user.pk))
     except (NotMember, RoleForbidden, RoomFull, NotAGroup) as exc:
         log.info("group invite %s closed: %s", invite.pk, type(exc).__name__)
         room = None

@@ -189,7 +189,10 @@ def test_a_group_owner_cannot_pull_strangers_in(chat_user, client_for) -> None:
     invitation = yes.get("/api/v1/invitations").json()[0]
     assert (invitation["kind"], invitation["room_name"], invitation["from_name"]) == (
         "group", "Хямдрал", "Эзэн")
-    assert yes.post(f"/api/v1/invitations/{invitation['id']}/accept").status_code == 200
+    accepted = yes.post(f"/api/v1/invitations/{invitation['id']}/accept")
+    assert accepted.status_code == 200
+    retried = yes.post(f"/api/v1/invitations/{invitation['id']}/accept")  # a retry: the same
+    assert (retried.status_code, retried.json()["id"]) == (200, accepted.json()["id"])
     refused = no.get("/api/v1/invitations").json()[0]["id"]
     assert no.post(f"/api/v1/invitations/{refused}/decline").status_code == 204
     assert no.post(f"/api/v1/invitations/{refused}/accept").status_code == 404
@@ -229,3 +232,15 @@ def test_contact_discovery_is_rate_limited_for_every_account(chat_user, client_f
     many = client.post("/api/v1/rooms/groups", {"name": "Спам", "phones": numbers})
     assert many.status_code == 429
     assert not Room.objects.exists()
+
+
+def test_asking_back_accepts_a_message_request(chat_user) -> None:
+    bat, saraa = chat_user("Бат"), chat_user("Сараа")
+    request = services.room_direct_get_or_create(user=bat, phone=phone_of(saraa))
+    assert isinstance(request, PendingInvite)
+    # Saraa knows Bat's number and asks him too: both said yes, the room opens.
+    room = services.room_direct_get_or_create(user=saraa, phone=phone_of(bat))
+    assert isinstance(room, Room) and room.kind == "direct"
+    request.refresh_from_db()
+    assert (request.resolved_user_id, request.room_id) == (saraa.pk, room.pk)
+    assert services.room_direct_get_or_create(user=bat, phone=phone_of(saraa)) == room
