@@ -4,6 +4,7 @@ notification per room on the phone, cleared when the room is read elsewhere."""
 from collections.abc import Callable
 
 import pytest
+from django.test import Client
 
 from chatserver import services
 from chatserver.models import Room
@@ -170,3 +171,15 @@ def test_a_deleted_message_leaves_no_text_in_the_push_ledger(chat_user: Maker) -
         ("fcm-token-saraa", ""), ("fcm-token-saraa", "")]  # the push, then its clear
     clear = Delivery.objects.get(dedupe_key__startswith="chatclear:")
     assert clear.data == {"type": "chat.clear", "room": str(shown_room.pk)}
+
+
+def test_staff_do_not_read_chat_text_in_the_delivery_admin(pair: tuple[User, User, Room],
+                                                           admin_client: Client) -> None:
+    bat, saraa, room = pair
+    phone_device(saraa, "fcm-token-saraa")
+    send(bat, room, "Хувийн яриа")
+    run_worker()
+    delivery = Delivery.objects.get(room_id=room.pk, dedupe_key__startswith="chat:")
+    page = admin_client.get(f"/admin/notify/delivery/{delivery.pk}/change/")
+    assert page.status_code == 200
+    assert "Хувийн яриа" not in page.content.decode()
