@@ -41,6 +41,7 @@ def _django_setup() -> None:
     # The bench's citizens are new accounts: let them build big groups here.
     settings.SONOR_CHAT_NEW_ACCOUNT_ADDS_PER_DAY = 10**9
     settings.SONOR_CHAT_GROUP_INITIAL_MAX = MAX_SOCKETS
+    settings.SONOR_CHAT_DISCOVERY_PER_HOUR = 10**9
 
 
 def prepare(count: int, room_size: int) -> tuple[list[str], list[int]]:
@@ -49,7 +50,7 @@ def prepare(count: int, room_size: int) -> tuple[list[str], list[int]]:
     from django.db import transaction
     from django.utils import timezone
 
-    from chatserver.services import group_create
+    from chatserver.services import group_create, invitation_accept
     from identity.services import _phone_bind, citizen_create, session_create
 
     users = []
@@ -65,9 +66,12 @@ def prepare(count: int, room_size: int) -> tuple[list[str], list[int]]:
     room_of: list[int] = []
     for start in range(0, count, room_size):
         members = users[start:start + room_size]
-        room = group_create(creator=members[0], name=f"bench {start}",
-                            phones=[f"+97690{start + i:06d}" for i in range(1, len(members))]
-                            ).room
+        created = group_create(creator=members[0], name=f"bench {start}",
+                               phones=[f"+97690{start + i:06d}" for i in range(1, len(members))])
+        for invite in created.pending:  # strangers to the creator: each says yes
+            assert invite.invitee is not None
+            invitation_accept(user=invite.invitee, invitation_id=invite.pk)
+        room = created.room
         room_of.extend([room.pk] * len(members))
     return tokens, room_of
 

@@ -25,12 +25,17 @@ ERRORS: dict[int, type[Schema]] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 
 # ---- shapes --------------------------------------------------------------------------------
 
 class PeerOut(Schema):
+    """The other member of a direct room: their name, and a number only if the caller typed
+    it to reach them (and only while it is still theirs); never a number they were not
+    given."""
+
     id: int
     name: str
     phone: str | None
     phone_status: Literal["verified", "changed_hands", "none"] = Field(
-        description="changed_hands: the number the room was opened with now belongs to "
-                    "someone else; this room stays with the person, not the number.")
+        description="verified: `phone` is the number you reached them by, still theirs; "
+                    "changed_hands: that number is theirs no more (this room stays with the "
+                    "person, not the number); none: you were not given a number of theirs.")
 
 
 class RoomOut(Schema):
@@ -61,7 +66,8 @@ class RoomOut(Schema):
 
 
 class InviteOut(Schema):
-    """A held invite: waiting for someone to verify the number."""
+    """An invite the caller sent: waiting for an answer, or for someone to verify the
+    number (the two look the same)."""
 
     id: int
     kind: Literal["direct", "group"]
@@ -76,6 +82,22 @@ class InviteOut(Schema):
                          phone=invite.e164,
                          room=invite.room_id if invite.kind == PendingInvite.Kind.GROUP else None,
                          created_at=invite.created_at)
+
+
+class InvitationOut(Schema):
+    """An invitation waiting for the caller's answer (as the `chat.invitation` frame)."""
+
+    id: int
+    kind: Literal["direct", "group"]
+    from_user: int
+    from_name: str
+    room: int | None
+    room_name: str
+    created_at: datetime
+
+    @staticmethod
+    def of(invite: PendingInvite) -> "InvitationOut":
+        return InvitationOut(**selectors.invitation_frame(invite).model_dump(exclude={"type"}))
 
 
 class MemberOut(Schema):
@@ -160,6 +182,13 @@ class BlockIn(Schema):
     user_id: int
 
 
+class BlockCreatedOut(Schema):
+    """No name: a block confirms nothing about the user beyond what the caller gave."""
+
+    user_id: int
+    created_at: datetime
+
+
 class BlockOut(Schema):
     user_id: int
     name: str
@@ -205,9 +234,10 @@ def rooms(request: HttpRequest) -> list[RoomOut]:
 
 @router.post("rooms/direct", response={201: RoomOut, 202: InviteOut, **ERRORS})
 def room_direct(request: HttpRequest, payload: PhoneIn) -> Status[Any]:
-    """The direct room with whoever verified `phone` (the same room when asked again): 201.
-    A number no one has verified gives a held invite (202) that becomes the room when
-    someone verifies it."""
+    """The direct room with whoever verified `phone`, if you have talked before (the same
+    room when asked again): 201. Otherwise a message request (202): the owner of the number
+    accepts or declines it, and the room appears (with their name) once they accept. A
+    number no one has verified gives the same 202, held until someone verifies it."""
     user = request_session(request).user
     result = services.room_direct_get_or_create(user=user, phone=payload.phone)
     if isinstance(result, PendingInvite):
@@ -217,7 +247,8 @@ def room_direct(request: HttpRequest, payload: PhoneIn) -> Status[Any]:
 
 @router.post("rooms/groups", response={201: GroupOut, **ERRORS})
 def group_create(request: HttpRequest, payload: GroupIn) -> Status[GroupOut]:
-    """A group owned by the caller; numbers no one has verified get held invites."""
+    """A group owned by the caller, with the caller's contacts as members; every other
+    number gets an invitation (`pending`), whether or not anyone uses it."""
     user = request_session(request).user
     created = services.group_create(creator=user, name=payload.name, phones=payload.phones)
     return Status(201, GroupOut(room=_room_out(user, created.room),
@@ -298,8 +329,8 @@ def room_members(request: HttpRequest, room_id: int, query: Query[MembersQuery]
 
 @router.post("rooms/{int:room_id}/members", response={201: MemberOut, 202: InviteOut, **ERRORS})
 def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Status[Any]:
-    """Add whoever verified `phone` to a group (admins); 202 with a held invite when no one
-    has verified it yet."""
+    """Add a contact of yours who verified `phone` to a group (admins): 201. Anyone else is
+    invited (202), as is a number no one has verified yet."""
     result = services.group_member_add(actor=request_session(request).user, room_id=room_id,
                                        phone=payload.phone)
     if isinstance(result, PendingInvite):
@@ -334,7 +365,7 @@ def room_leave(request: HttpRequest, room_id: int) -> Status[None]:
 
 @router.get("invites", response={200: list[InviteOut], **ERRORS})
 def invites(request: HttpRequest) -> list[InviteOut]:
-    """The caller's invites still waiting for someone to verify the number."""
+    """The invites the caller sent that are still open (to them, all look pending)."""
     return [InviteOut.of(i) for i in selectors.invite_list(user=request_session(request).user)]
 
 
@@ -344,16 +375,40 @@ def invite_cancel(request: HttpRequest, invite_id: int) -> Status[None]:
     return Status(204, None)
 
 
+@router.get("invitations", response={200: list[InvitationOut], **ERRORS})
+def invitations(request: HttpRequest) -> list[InvitationOut]:
+    """Invitations to the caller waiting for an answer: message requests and groups."""
+    return [InvitationOut.of(i)
+            for i in selectors.invitation_list(user=request_session(request).user)]
+
+
+@router.post("invitations/{int:invitation_id}/accept", response={200: RoomOut, **ERRORS})
+def invitation_accept(request: HttpRequest, invitation_id: int) -> RoomOut:
+    """Join the group, or open the direct room with the one who asked."""
+    user = request_session(request).user
+    room = services.invitation_accept(user=user, invitation_id=invitation_id)
+    return _room_out(user, room)
+
+
+@router.post("invitations/{int:invitation_id}/decline", response={204: None, **ERRORS})
+def invitation_decline(request: HttpRequest, invitation_id: int) -> Status[None]:
+    """The one who invited is not told."""
+    services.invitation_decline(user=request_session(request).user,
+                                invitation_id=invitation_id)
+    return Status(204, None)
+
+
 @router.get("blocks", response={200: list[BlockOut], **ERRORS})
 def blocks(request: HttpRequest) -> list[BlockOut]:
     return [BlockOut.of(b) for b in selectors.block_list(user=request_session(request).user)]
 
 
-@router.post("blocks", response={201: BlockOut, **ERRORS})
-def block_create(request: HttpRequest, payload: BlockIn) -> Status[BlockOut]:
-    """No new direct room or message from that user; they are not told."""
+@router.post("blocks", response={201: BlockCreatedOut, **ERRORS})
+def block_create(request: HttpRequest, payload: BlockIn) -> Status[BlockCreatedOut]:
+    """No new direct room or message from that user; they are not told. Only users one
+    shares or shared a room with: any other id is `user_not_found`, as an unused one."""
     block = services.user_block(blocker=request_session(request).user, user_id=payload.user_id)
-    return Status(201, BlockOut.of(Block.objects.select_related("blocked").get(pk=block.pk)))
+    return Status(201, BlockCreatedOut(user_id=block.blocked_id, created_at=block.created_at))
 
 
 @router.delete("blocks/{int:user_id}", response={204: None, **ERRORS})

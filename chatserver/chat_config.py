@@ -8,9 +8,13 @@ SONOR_CHAT_NEW_ACCOUNT_DAYS       an account younger than this is "new" (7)
 SONOR_CHAT_NEW_ACCOUNT_DIRECT_PER_DAY  new direct rooms or invites a new account may start a
                                   day (5)
 SONOR_CHAT_NEW_ACCOUNT_ADDS_PER_DAY    group members a new account may add a day (20)
-SONOR_CHAT_INVITE_TTL_DAYS        a held invite resolves only this long (30)
+SONOR_CHAT_INVITE_TTL_DAYS        an invitation can be answered only this long (30)
+SONOR_CHAT_DISCOVERY_PER_HOUR     numbers of non-contacts a user may look up an hour (direct
+                                  rooms, group creation, member adds; every account) (60)
 SONOR_CHAT_OPEN_INVITES_MAX       held invites one user may have open (50)
 SONOR_CHAT_REPORTS_PER_HOUR       reports a user may file an hour (20)
+SONOR_CHAT_USER_ROUTES_PER_HOUR   requests naming a user id (block, unblock, report a user,
+                                  remove a member, set a role) a user may make an hour (100)
 SONOR_CHAT_RECEIPTS_AGGREGATE_ABOVE  groups larger than this get aggregate read counts (50)
 SONOR_CHAT_RECEIPTS_AGGREGATE_SECONDS  at most one aggregate count per room this often (2)
 SONOR_CHAT_TYPING_INTERVAL        seconds between forwarded typing frames per socket and room (3)

@@ -12,6 +12,15 @@ unless the sender confirms):
   directly followed by exactly seven digits, not inside a longer word or number
   (E1234567, MN1234567, Э1234567). Lower-case letters do not count: "e1234567" reads as a
   code, not a passport.
+
+Invisible formatting characters (Unicode category Cf: bidirectional embeddings, overrides
+and isolates, zero-width spaces, word joiners, the byte-order mark, soft hyphens...) are
+removed before anything else: they can make text read differently from what it is
+("gpj.exe" shown as "exe.jpg") or hide a word from a reader. Kept, because text needs them
+and they reorder nothing: ZWJ U+200D and ZWNJ U+200C (emoji sequences such as a family or a
+rainbow flag; joining in Mongolian and other scripts), the Mongolian vowel separator
+U+180E (traditional Mongolian script), and tag characters U+E0020-E007F only inside an emoji
+tag sequence (the flags of England, Scotland, Wales: U+1F3F4 then tags).
 """
 
 import re
@@ -23,6 +32,9 @@ from identity.domain import _CYRILLIC, register_parse
 
 TEXT_MAX = 4096
 _ALLOWED_CONTROLS = {"\n", "\t"}
+_KEPT_FORMAT = {"\u200c", "\u200d", "\u180e"}
+_TAG_BASE = "\U0001f3f4"  # waving black flag: the base of emoji tag sequences
+_TAGS = range(0xE0020, 0xE0080)
 
 _CYRILLIC_ALL = _CYRILLIC + _CYRILLIC.lower()
 # Not preceded or followed by a letter or digit (\w covers both, Cyrillic included).
@@ -33,15 +45,27 @@ _DIGIT_RUN_RE = re.compile(r"(?<![\w])[0-9]+(?:[ -][0-9]+)*(?![\w])")
 
 
 def text_clean(text: str) -> str:
-    """The text as stored: NFC, CRLF as LF; refuses control characters other than newline and
-    tab, empty or blank texts and texts over 4,096 characters (counted after NFC)."""
+    """The text as stored: NFC, CRLF as LF, invisible formatting characters removed; refuses
+    control characters other than newline and tab, empty or blank texts and texts over 4,096
+    characters (counted after NFC)."""
     value = unicodedata.normalize("NFC", text.replace("\r\n", "\n"))
+    kept: list[str] = []
+    stripped = False
     for char in value:
         if char in _ALLOWED_CONTROLS:
+            kept.append(char)
             continue
         category = unicodedata.category(char)
         if category == "Cc" or category == "Cs":  # Cs: lone surrogates from "\ud800" escapes
             raise TextControlCharacters()
+        if category == "Cf" and char not in _KEPT_FORMAT and not (
+                ord(char) in _TAGS and kept
+                and (kept[-1] == _TAG_BASE or ord(kept[-1]) in _TAGS)):
+            stripped = True
+            continue
+        kept.append(char)
+    if stripped:
+        value = "".join(kept)
     if len(value) > TEXT_MAX:
         raise TextTooLong(length=len(value), max_length=TEXT_MAX)
     if not value.strip():

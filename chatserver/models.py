@@ -59,6 +59,10 @@ class Membership(models.Model):
     left_at = models.DateTimeField(null=True, blank=True)
     left_seq = models.BigIntegerField(null=True, blank=True)
     last_read_seq = models.BigIntegerField(default=0)
+    # Direct rooms: the other member's number as this member typed it (to start the room or
+    # to find it again). The only number of theirs this member is ever shown, and only while
+    # it is still theirs: a contact is never told a new number.
+    known_phone = models.CharField(max_length=16, blank=True)
 
     class Meta:
         constraints = [
@@ -120,8 +124,16 @@ class RoomEvent(models.Model):
 
 
 class PendingInvite(models.Model):
-    """An invite to a number no one has verified: held until someone verifies it, then a
-    direct room with the inviter (kind direct) or a place in the group `room` (kind group)."""
+    """An invitation to a direct room with the inviter (kind direct: a message request) or to
+    the group `room` (kind group), sent to the number `e164`.
+
+    - `invitee` null: no one has verified the number; held until someone does, then the
+      invitation waits for them (invitee set).
+    - `invitee` set: waits for that citizen to accept (resolved_at, room) or decline
+      (declined_at). Nobody is put in a room with someone they have not talked to without
+      saying yes. The inviter is never told of a decline or a block: their invite looks
+      pending until it expires, exactly like one to a number no one uses.
+    """
 
     class Kind(models.TextChoices):
         DIRECT = "direct"
@@ -131,18 +143,22 @@ class PendingInvite(models.Model):
     inviter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                                 related_name="chat_invites_sent")
     e164 = models.CharField(max_length=16)
+    invitee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                on_delete=models.CASCADE, related_name="chat_invitations")
     room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.CASCADE,
                              related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                       on_delete=models.SET_NULL, related_name="+")
+    declined_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["e164", "resolved_at"]),
             models.Index(fields=["inviter", "created_at"]),
+            models.Index(fields=["invitee", "resolved_at"]),
         ]
 
 

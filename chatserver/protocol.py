@@ -307,10 +307,27 @@ class ChatUnread(Frame):
     last_read_seq: Seq
 
 
+class ChatInvitation(Frame):
+    """Someone the user has not talked to asks to chat (`kind` direct: a message request) or
+    invites them to the group `room` named `room_name`. Nothing happens until the user
+    accepts (`POST /api/v1/invitations/{id}/accept`) or declines it; the inviter is not told
+    of a decline. `GET /api/v1/invitations` lists the open ones (for clients that were
+    offline)."""
+
+    type: Literal["chat.invitation"] = "chat.invitation"
+    id: int
+    kind: Literal["direct", "group"]
+    from_user: int
+    from_name: str
+    room: int | None
+    room_name: str
+    created_at: datetime
+
+
 ServerFrame = (
     Ack | ErrorFrame | Welcome | Pong | NotifyNew | NotifyUnread | SessionRevoked
     | ChatMessage | ChatUpdated | ChatMember | ChatRoomRenamed | ChatReceipt | ChatReceipts
-    | ChatTypingEvent | ChatHistory | ChatUnread
+    | ChatTypingEvent | ChatHistory | ChatUnread | ChatInvitation
 )
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from chatserver import protocol
 from chatserver.chat_config import chat_setting
-from chatserver.chat_errors import NotMember
+from chatserver.chat_errors import NotMember, UserNotFound
 from chatserver.models import (
     Block,
     Membership,
@@ -71,6 +71,16 @@ def message_frame(event: RoomEvent) -> protocol.ChatMessage:
         room=event.room_id, seq=event.seq, id=event.pk, sender=event.sender_id,
         text=event.text, sent_at=event.created_at, client_msg_id=event.client_msg_id,
         edited_at=event.edited_at, deleted=event.deleted_at is not None)
+
+
+def invitation_frame(invite: PendingInvite) -> protocol.ChatInvitation:
+    """What the invitee is shown: who asks (name and id) and, for a group, which one."""
+    return protocol.ChatInvitation(
+        id=invite.pk, kind=invite.kind,  # type: ignore[arg-type]
+        from_user=invite.inviter_id, from_name=invite.inviter.name,
+        room=invite.room_id if invite.kind == PendingInvite.Kind.GROUP else None,
+        room_name=invite.room.name if invite.room and invite.kind == PendingInvite.Kind.GROUP
+        else "", created_at=invite.created_at)
 
 
 def member_frame(event: RoomEvent, *, subject_name: str) -> protocol.ChatMember:
@@ -209,7 +219,9 @@ class PeerSummary:
     id: int
     name: str
     phone: str | None
-    # verified | changed_hands (their number now belongs to someone else) | none
+    # verified: `phone` is the number the viewer reached them by, still theirs;
+    # changed_hands: that number is theirs no more (the room stays with the person);
+    # none: the viewer was never given a number of theirs.
     phone_status: str
 
 
@@ -228,22 +240,24 @@ class RoomSummary:
     peer: PeerSummary | None
 
 
-def _peer_summaries(user_ids: list[int]) -> dict[int, PeerSummary]:
-    users = {u.pk: u for u in User.objects.filter(pk__in=user_ids).only("id", "name")}
-    phones: dict[int, PhoneNumber] = {}
-    for phone in PhoneNumber.objects.filter(user_id__in=user_ids).order_by("verified_at"):
-        current = phones.get(phone.user_id)
-        if current is None or current.released_at is not None:
-            phones[phone.user_id] = phone  # the active one, else the latest
+def _peer_summaries(peers: dict[int, tuple[int, str]]) -> dict[int, PeerSummary]:
+    """Per direct room, its other member as the viewer may see them: {room_id: (user id,
+    the number the viewer typed for them)}. Only that number is shown, and only while it is
+    still theirs: never the one they use now if the viewer was not given it."""
+    names = dict(User.objects.filter(pk__in={u for u, _ in peers.values()})
+                 .values_list("id", "name"))
+    held = set(PhoneNumber.objects.filter(
+        e164__in={p for _, p in peers.values() if p}, released_at__isnull=True,
+    ).values_list("user_id", "e164"))
     summaries = {}
-    for user_id, user in users.items():
-        phone = phones.get(user_id)
-        if phone is not None and phone.released_at is None:
-            summaries[user_id] = PeerSummary(user_id, user.name, phone.e164, "verified")
-        elif phone is not None and phone.release_reason == "reassigned":
-            summaries[user_id] = PeerSummary(user_id, user.name, None, "changed_hands")
+    for room_id, (user_id, known_phone) in peers.items():
+        if not known_phone:
+            phone, status = None, "none"
+        elif (user_id, known_phone) in held:
+            phone, status = known_phone, "verified"
         else:
-            summaries[user_id] = PeerSummary(user_id, user.name, None, "none")
+            phone, status = None, "changed_hands"
+        summaries[room_id] = PeerSummary(user_id, names.get(user_id, ""), phone, status)
     return summaries
 
 
@@ -266,11 +280,12 @@ def room_list(*, user: User, room_id: int | None = None) -> list[RoomSummary]:
     memberships_list = list(memberships)
     messages = RoomEvent.objects.in_bulk(
         [m.last_message_id for m in memberships_list if m.last_message_id])  # type: ignore
-    direct_ids = [m.room_id for m in memberships_list if m.room.kind == Room.Kind.DIRECT]
-    peer_of: dict[int, int] = dict(
-        Membership.objects.filter(room_id__in=direct_ids).exclude(user=user)
-        .values_list("room_id", "user_id"))
-    peers = _peer_summaries(list(peer_of.values()))
+    known = {m.room_id: m.known_phone for m in memberships_list
+             if m.room.kind == Room.Kind.DIRECT}
+    peers = _peer_summaries({
+        room_id: (peer_id, known[room_id]) for room_id, peer_id in
+        Membership.objects.filter(room_id__in=list(known)).exclude(user=user)
+        .values_list("room_id", "user_id")})
     summaries = []
     for m in memberships_list:
         message = messages.get(m.last_message_id)  # type: ignore[attr-defined]
@@ -280,7 +295,7 @@ def room_list(*, user: User, room_id: int | None = None) -> list[RoomSummary]:
             unread=m.unread,  # type: ignore[attr-defined]
             member_count=m.room.member_count, created_at=m.room.created_at,
             last_message=message_frame(message) if message else None,
-            peer=peers.get(peer_of.get(m.room_id, 0))))
+            peer=peers.get(m.room_id)))
     summaries.sort(key=lambda s: s.last_message.sent_at if s.last_message else s.created_at,
                    reverse=True)
     return summaries
@@ -322,6 +337,32 @@ def invite_list(*, user: User) -> list[PendingInvite]:
         created_at__gte=since).order_by("-created_at"))
 
 
+def user_visible_get(*, viewer: User, user_id: int) -> User:
+    """The user `user_id` if `viewer` can already see them: they share or shared a room, or
+    they invited the viewer.
+    Anyone else is UserNotFound, exactly as an id no one has: user ids are sequential, and
+    probing them must tell a caller nothing (not even that the id exists)."""
+    user = None
+    if user_id != viewer.pk:
+        user = (User.objects.filter(
+            pk=user_id, chat_memberships__room__memberships__user=viewer).first()
+            or User.objects.filter(pk=user_id, chat_invites_sent__invitee=viewer).first())
+    if user is None:
+        raise UserNotFound()
+    return user
+
+
+def invitation_list(*, user: User) -> list[PendingInvite]:
+    """Invitations waiting for the user's answer, newest first (not from users they
+    blocked)."""
+    since = timezone.now() - timedelta(days=chat_setting("SONOR_CHAT_INVITE_TTL_DAYS"))
+    return list(PendingInvite.objects.filter(
+        invitee=user, resolved_at__isnull=True, cancelled_at__isnull=True,
+        declined_at__isnull=True, created_at__gte=since,
+    ).exclude(inviter__in=Block.objects.filter(blocker=user).values("blocked"))
+        .select_related("inviter", "room").order_by("-created_at"))
+
+
 def block_list(*, user: User) -> list[Block]:
     return list(Block.objects.filter(blocker=user).select_related("blocked")
                 .order_by("-created_at"))
@@ -349,7 +390,8 @@ def user_online(*, user_id: int) -> bool:
 
 def chat_export(user: User) -> dict[str, Any]:
     """The user's part of chat in their data export (terms 4.2, 5.1): rooms, the messages they
-    sent (deleted ones without text), their blocks, reports and held invites."""
+    sent (deleted ones without text), their blocks, reports, the invites they sent and the
+    invitations they received."""
     return {
         "rooms": [
             {"room": m.room_id, "kind": m.room.kind, "name": m.room.name, "role": m.role,
@@ -371,6 +413,10 @@ def chat_export(user: User) -> dict[str, Any]:
         "invites": [{"phone": i.e164, "kind": i.kind, "created_at": i.created_at,
                      "resolved_at": i.resolved_at, "cancelled_at": i.cancelled_at}
                     for i in PendingInvite.objects.filter(inviter=user)],
+        "invitations": [{"from_user": i.inviter_id, "kind": i.kind, "room": i.room_id,
+                         "created_at": i.created_at, "accepted_at": i.resolved_at,
+                         "declined_at": i.declined_at}
+                        for i in PendingInvite.objects.filter(invitee=user)],
     }
 
 

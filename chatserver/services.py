@@ -21,6 +21,7 @@ own group and start following the room; a leaving member's stop after the frames
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
@@ -66,14 +67,16 @@ from chatserver.realtime import (
 )
 from chatserver.selectors import (
     event_frame,
+    invitation_frame,
     member_frame,
     message_frame,
     room_unread_count,
+    user_visible_get,
 )
 from chatserver.throttle import throttle_check
 from identity.domain import mobile_parse
 from identity.models import PhoneNumber, User
-from notify.chat_push import chat_pushes_on_read
+from notify.chat_push import chat_pushes_on_delete, chat_pushes_on_read
 
 log = logging.getLogger(__name__)
 
@@ -363,8 +366,9 @@ def message_edit(*, user: User, room_id: int, message_id: int, text: str,
 
 def message_delete(*, user: User, room_id: int, message_id: int) -> RoomEvent:
     """Delete a message for everyone: a tombstone stays (seq, sender, time); its text is
-    removed from the message and from its stored edits. One's own message, or any message of
-    a group one administers. Deleting again returns the first deletion."""
+    removed from the message, from its stored edits and from the push ledger. One's own
+    message, or any message of a group one administers. Deleting again returns the first
+    deletion."""
     target = _message_in_room(room_id=room_id, message_id=message_id)
     if target.deleted_at is not None:
         previous = RoomEvent.objects.filter(target=target, kind=RoomEvent.Kind.DELETE).first()
@@ -381,10 +385,13 @@ def message_delete(*, user: User, room_id: int, message_id: int) -> RoomEvent:
             if room.kind != Room.Kind.GROUP or role not in (Role.OWNER, Role.ADMIN):
                 raise NotYourMessage()
         now = timezone.now()
-        RoomEvent.objects.filter(target=target, kind=RoomEvent.Kind.EDIT).update(text="")
+        # The message row first, then its edits: the push planner locks events in that
+        # (id) order too, so the two never wait for each other in a circle.
         target.text = ""
         target.deleted_at = now
         target.save(update_fields=["text", "deleted_at"])
+        RoomEvent.objects.filter(target=target, kind=RoomEvent.Kind.EDIT).update(text="")
+        chat_pushes_on_delete(room_id=room_id, seq=target.seq)
         event = RoomEvent.objects.create(
             room_id=room_id, seq=seq, kind=RoomEvent.Kind.DELETE, sender=user, target=target,
             created_at=now)
@@ -506,7 +513,7 @@ def _new_account_adds(user: User, count: int) -> None:
 
 
 def _room_create(*, kind: str, name: str, creator: User, members: list[tuple[User, str]],
-                 direct_key: str | None = None) -> Room:
+                 direct_key: str | None = None, known_phone: str = "") -> Room:
     """A new room whose stream opens with its name (groups) and one `joined` event per
     member, added by `creator`. Every member's sockets join it on commit. Caller holds a
     transaction."""
@@ -524,7 +531,8 @@ def _room_create(*, kind: str, name: str, creator: User, members: list[tuple[Use
         last_seq=len(events), member_count=len(members),
         member_limit=chat_setting("SONOR_CHAT_MEMBER_LIMIT"))
     Membership.objects.bulk_create([
-        Membership(room=room, user=user, role=role, joined_at=now, joined_seq=1)
+        Membership(room=room, user=user, role=role, joined_at=now, joined_seq=1,
+                   known_phone=known_phone if user.pk == creator.pk else "")
         for user, role in members])
     for event in events:
         event.room = room
@@ -537,33 +545,58 @@ def _room_create(*, kind: str, name: str, creator: User, members: list[tuple[Use
     return room
 
 
+def _discovery_throttle(user: User, count: int) -> None:
+    """Looking up numbers whose owners are not yet contacts is contact discovery: counted
+    per account (every account, not only new ones), one per number, before anything about
+    the numbers is answered."""
+    for _ in range(count):
+        throttle_check(key=f"chat-discovery:{user.pk}",
+                       limit=chat_setting("SONOR_CHAT_DISCOVERY_PER_HOUR"), window_seconds=3600)
+
+
+def _contacts(user: User, others: list[User]) -> set[int]:
+    """Ids among `others` who have talked with `user`: they share a direct room (which exists
+    only once both said yes)."""
+    keys = {_direct_key(user.pk, other.pk): other.pk for other in others}
+    return {keys[key] for key in Room.objects.filter(direct_key__in=list(keys))
+            .values_list("direct_key", flat=True)}
+
+
 def room_direct_get_or_create(*, user: User, phone: str) -> Room | PendingInvite:
-    """The direct room of `user` and whoever verified `phone`: one per pair, the same room
-    when asked again. A number no one has verified gives a held invite instead, which
-    becomes the room when someone verifies it. A user who blocked `user` is not told: the
-    answer is a held invite as well."""
+    """The direct room of `user` and whoever verified `phone`, if they have talked before (the
+    same room when asked again). Otherwise a message request: an invitation that the owner
+    of the number accepts or declines (or, for a number no one has verified, one held until
+    someone does). The caller cannot tell these apart: the answer names no one until the
+    other side says yes, and a user who blocked the caller or declined is not revealed.
+    Asking for a number whose owner already asked the caller accepts their request."""
     _require_verified_phone(user)
     e164 = mobile_parse(phone)
     peer = _verified_owner(e164)
     if peer is not None and peer.pk == user.pk:
         raise SelfChat()
     if peer is not None:
-        key = _direct_key(user.pk, peer.pk)
-        room = Room.objects.filter(direct_key=key).first()
+        room = Room.objects.filter(direct_key=_direct_key(user.pk, peer.pk)).first()
         if room is not None:
+            _known_phone_set(room=room, user=user, e164=e164)
             return room
         if _blocked(blocker_id=user.pk, blocked_id=peer.pk):
             raise UserBlocked()
-        if not _blocked(blocker_id=peer.pk, blocked_id=user.pk):
-            _new_direct_allowed(user)
-            try:
-                with transaction.atomic():
-                    return _room_create(
-                        kind=Room.Kind.DIRECT, name="", creator=user, direct_key=key,
-                        members=[(user, Role.MEMBER), (peer, Role.MEMBER)])
-            except IntegrityError:  # the other one asked at the same moment
-                return Room.objects.get(direct_key=key)
-    return _invite_hold(inviter=user, e164=e164, kind=PendingInvite.Kind.DIRECT, room=None)
+    _discovery_throttle(user, 1)
+    if peer is not None and not _blocked(blocker_id=peer.pk, blocked_id=user.pk):
+        theirs = _invitations_open().filter(inviter=peer, invitee=user,
+                                            kind=PendingInvite.Kind.DIRECT).first()
+        if theirs is not None:  # they asked first: asking back is saying yes
+            room = invitation_accept(user=user, invitation_id=theirs.pk)
+            _known_phone_set(room=room, user=user, e164=e164)
+            return room
+    return _invite_hold(inviter=user, e164=e164, kind=PendingInvite.Kind.DIRECT, room=None,
+                        invitee=peer)
+
+
+def _known_phone_set(*, room: Room, user: User, e164: str) -> None:
+    """`user` typed `e164` (which belongs to the other member now) to reach this room."""
+    Membership.objects.filter(room=room, user=user).exclude(known_phone=e164).update(
+        known_phone=e164)
 
 
 def _group_name(name: str) -> str:
@@ -580,8 +613,10 @@ class GroupCreated:
 
 
 def group_create(*, creator: User, name: str, phones: list[str]) -> GroupCreated:
-    """A group owned by `creator` with the verified users of `phones` as members; numbers no
-    one has verified get held invites to the group."""
+    """A group owned by `creator` with the creator's contacts among the owners of `phones`
+    as members; everyone else is invited (they accept or decline; a number no one has
+    verified is held until someone does). The answer does not say which numbers are in
+    use."""
     _require_verified_phone(creator)
     clean_name = _group_name(name)
     if len(phones) > chat_setting("SONOR_CHAT_GROUP_INITIAL_MAX"):
@@ -591,24 +626,28 @@ def group_create(*, creator: User, name: str, phones: list[str]) -> GroupCreated
         e164__in=e164s, released_at__isnull=True)}
     blockers = set(Block.objects.filter(blocked=creator, blocker__in=owners.values())
                    .values_list("blocker_id", flat=True))
+    contacts = _contacts(creator, list(owners.values()))
     members: list[User] = []
-    held: list[str] = []
+    invited: list[tuple[str, User | None]] = []
     for e164 in e164s:
         owner = owners.get(e164)
         if owner is not None and owner.pk == creator.pk:
             continue
-        if owner is None or not owner.is_active or owner.pk in blockers:
-            held.append(e164)
-        else:
+        if owner is not None and not owner.is_active:
+            owner = None
+        if owner is not None and owner.pk in contacts and owner.pk not in blockers:
             members.append(owner)
-    _new_account_adds(creator, len(members) + len(held))
+        else:
+            invited.append((e164, owner))
+    _discovery_throttle(creator, len(invited))
+    _new_account_adds(creator, len(members) + len(invited))
     if len(members) + 1 > chat_setting("SONOR_CHAT_MEMBER_LIMIT"):
         raise RoomFull()
     with transaction.atomic():
         room = _room_create(kind=Room.Kind.GROUP, name=clean_name, creator=creator,
                             members=[(creator, Role.OWNER), *((m, Role.MEMBER) for m in members)])
         pending = [_invite_hold(inviter=creator, e164=e164, kind=PendingInvite.Kind.GROUP,
-                                room=room) for e164 in held]
+                                room=room, invitee=owner) for e164, owner in invited]
     return GroupCreated(room=room, pending=pending)
 
 
@@ -662,26 +701,32 @@ def _member_join_locked(*, room: Room, seq: int, user: User, by: User) -> Member
 
 
 def group_member_add(*, actor: User, room_id: int, phone: str) -> Membership | PendingInvite:
-    """An admin adds whoever verified `phone`; a number no one has verified gets a held
-    invite to the group. Adding a member again changes nothing."""
+    """An admin adds a contact of theirs (someone they share a direct room with) who
+    verified `phone`; anyone else gets an invitation to the group (held, for a number no one
+    has verified). Adding a member again changes nothing. Plain members are refused before
+    the number is looked at: they cannot test who is in the group."""
     actor_membership = _active_membership(room_id=room_id, user_id=actor.pk)
+    room = Room.objects.get(pk=room_id)
+    if room.kind != Room.Kind.GROUP:
+        raise NotAGroup()
+    if actor_membership.role not in (Role.OWNER, Role.ADMIN):
+        raise RoleForbidden()
     _require_verified_phone(actor)
     e164 = mobile_parse(phone)
     target = _verified_owner(e164)
     if target is not None and target.pk == actor.pk:
         raise SelfChat()
-    if target is None or _blocked(blocker_id=target.pk, blocked_id=actor.pk):
-        room = Room.objects.get(pk=room_id)
-        if room.kind != Room.Kind.GROUP:
-            raise NotAGroup()
-        if actor_membership.role not in (Role.OWNER, Role.ADMIN):
-            raise RoleForbidden()
+    if target is not None:
+        existing = Membership.objects.filter(room_id=room_id, user=target,
+                                             left_at__isnull=True).first()
+        if existing is not None:
+            return existing
+    if (target is None or _blocked(blocker_id=target.pk, blocked_id=actor.pk)
+            or not _contacts(actor, [target])):
+        _discovery_throttle(actor, 1)
         _new_account_adds(actor, 1)
-        return _invite_hold(inviter=actor, e164=e164, kind=PendingInvite.Kind.GROUP, room=room)
-    existing = Membership.objects.filter(room_id=room_id, user=target, left_at__isnull=True
-                                         ).first()
-    if existing is not None:
-        return existing
+        return _invite_hold(inviter=actor, e164=e164, kind=PendingInvite.Kind.GROUP, room=room,
+                            invitee=target)
     _new_account_adds(actor, 1)
     try:
         with transaction.atomic():
@@ -710,6 +755,7 @@ def _member_leave_locked(*, room: Room, seq: int, membership: Membership, action
 
 def group_member_remove(*, actor: User, room_id: int, user_id: int) -> None:
     """An owner removes anyone; an admin removes members (not admins or the owner)."""
+    _user_route_throttle(actor)
     if user_id == actor.pk:
         room_leave(user=actor, room_id=room_id)
         return
@@ -746,6 +792,7 @@ def group_role_set(*, actor: User, room_id: int, user_id: int, role: str) -> Mem
     """Admins promote members to admin; the owner also demotes admins and hands ownership
     on (role owner: the old owner becomes an admin). Setting a role a member has changes
     nothing."""
+    _user_route_throttle(actor)
     if role not in Role.values:
         raise InvalidInput("The role is owner, admin or member.")
     if user_id == actor.pk:
@@ -806,13 +853,21 @@ def room_leave(*, user: User, room_id: int) -> None:
         publish_room_on_commit(room_id, frames, leave_user_ids=(user.pk,))
 
 
-# ---- held invites --------------------------------------------------------------------------
+# ---- invitations ---------------------------------------------------------------------------
 
-def _invite_hold(*, inviter: User, e164: str, kind: str, room: Room | None) -> PendingInvite:
-    open_invites = PendingInvite.objects.filter(
-        inviter=inviter, resolved_at__isnull=True, cancelled_at__isnull=True,
-        created_at__gte=timezone.now() - timedelta(days=chat_setting(
-            "SONOR_CHAT_INVITE_TTL_DAYS")))
+def _invitations_open() -> Any:
+    """Invitations nobody has answered, cancelled or let expire (declined ones included:
+    to their inviter those still look open)."""
+    ttl = timedelta(days=chat_setting("SONOR_CHAT_INVITE_TTL_DAYS"))
+    return PendingInvite.objects.filter(resolved_at__isnull=True, cancelled_at__isnull=True,
+                                        created_at__gte=timezone.now() - ttl)
+
+
+def _invite_hold(*, inviter: User, e164: str, kind: str, room: Room | None,
+                 invitee: User | None) -> PendingInvite:
+    """The inviter's open invitation to `e164` (the same one when asked again), waiting for
+    `invitee` (the number's owner now) or, if none, for someone to verify the number."""
+    open_invites = _invitations_open().filter(inviter=inviter)
     existing = open_invites.filter(e164=e164, kind=kind, room=room).first()
     if existing is not None:
         return existing
@@ -820,9 +875,34 @@ def _invite_hold(*, inviter: User, e164: str, kind: str, room: Room | None) -> P
         _new_direct_allowed(inviter)
     if open_invites.count() >= chat_setting("SONOR_CHAT_OPEN_INVITES_MAX"):
         raise RateLimited(3600, "Too many invites are waiting; cancel some first.")
-    invite = PendingInvite.objects.create(inviter=inviter, e164=e164, kind=kind, room=room)
-    log.info("invite %s held for %s****", invite.pk, e164[:-4])
+    invite = PendingInvite.objects.create(inviter=inviter, e164=e164, kind=kind, room=room,
+                                          invitee=invitee)
+    if invitee is not None:
+        _tell_invited(invite)
+    log.info("invite %s to %s****", invite.pk, e164[:-4])
     return invite
+
+
+def _tell_invited(invite: PendingInvite) -> None:
+    """The invitee learns of the invitation live (`chat.invitation`) and in the inbox (a push
+    when offline), unless they blocked the inviter."""
+    from notify.services import notification_create  # notify builds on chatserver
+
+    invitee, inviter = invite.invitee, invite.inviter
+    assert invitee is not None
+    if _blocked(blocker_id=invitee.pk, blocked_id=inviter.pk):
+        return
+    publish_user_on_commit(invitee.pk, invitation_frame(invite))
+    who = inviter.name or "Иргэн"
+    if invite.kind == PendingInvite.Kind.DIRECT:
+        title = f"{who} тантай чатлахыг хүсэж байна"
+        body = f"{who} тантай чатлахыг хүсэж байна. Зөвшөөрөх эсвэл татгалзана уу."
+    else:
+        group_name = invite.room.name if invite.room else ""
+        title = f"{who} таныг «{group_name}» бүлэгт урьж байна"
+        body = f"{who} таныг «{group_name}» бүлгийн чатад урьж байна. Зөвшөөрөх эсвэл " \
+               "татгалзана уу."
+    notification_create(user=invitee, category="chat", title=title[:200], body=body)
 
 
 def invite_cancel(*, user: User, invite_id: int) -> None:
@@ -833,66 +913,81 @@ def invite_cancel(*, user: User, invite_id: int) -> None:
         raise InviteNotFound()
 
 
-def invites_resolve(*, user: User, e164: str) -> list[PendingInvite]:
-    """`user` just verified `e164`: the invites held for it become direct rooms with their
-    inviters, or places in their groups; the user is told who invited them (the `joined`
-    event's `by`, and an inbox notification). An invite that cannot be honoured any more
-    (inviter gone, blocked, no longer an admin, group full) is closed without a room."""
-    ttl = timedelta(days=chat_setting("SONOR_CHAT_INVITE_TTL_DAYS"))
-    invites = list(PendingInvite.objects.select_related("inviter", "room").filter(
-        e164=e164, resolved_at__isnull=True, cancelled_at__isnull=True,
-        created_at__gte=timezone.now() - ttl).order_by("created_at"))
-    for invite in invites:
-        try:
-            with transaction.atomic():
-                _invite_resolve(invite=invite, user=user)
-        except Exception:  # a chat problem must never fail the phone verification
-            log.exception("invite %s could not be resolved", invite.pk)
-    return invites
+def _invitation_of(*, user: User, invitation_id: int) -> PendingInvite:
+    invite = _invitations_open().select_related("inviter", "room").filter(
+        pk=invitation_id, invitee=user, declined_at__isnull=True).first()
+    if invite is None or _blocked(blocker_id=user.pk, blocked_id=invite.inviter_id):
+        raise InviteNotFound()
+    return invite
 
 
-def _invite_resolve(*, invite: PendingInvite, user: User) -> None:
+def invitation_accept(*, user: User, invitation_id: int) -> Room:
+    """Say yes: a direct room with the inviter (who now sees the user's name), or a place in
+    the group (added by the inviter, who must still administer it). An invitation that can
+    no longer be honoured (inviter gone or blocked, no longer an admin, group full) is
+    closed and answered InviteNotFound."""
+    _require_verified_phone(user)
+    done = PendingInvite.objects.select_related("room").filter(
+        pk=invitation_id, invitee=user, resolved_user=user, room__isnull=False).first()
+    if done is not None and done.room is not None:  # accepted already (a retry)
+        return done.room
+    invite = _invitation_of(user=user, invitation_id=invitation_id)
     inviter = invite.inviter
-    invite.resolved_at = timezone.now()
-    invite.resolved_user = user
-    usable = (inviter.pk != user.pk and inviter.is_active and _has_verified_phone(inviter)
-              and not _blocked(blocker_id=user.pk, blocked_id=inviter.pk)
-              and not _blocked(blocker_id=inviter.pk, blocked_id=user.pk))
-    if usable and invite.kind == PendingInvite.Kind.DIRECT:
-        key = _direct_key(inviter.pk, user.pk)
-        room = Room.objects.filter(direct_key=key).first()
-        if room is None:
-            room = _room_create(kind=Room.Kind.DIRECT, name="", creator=inviter,
-                                direct_key=key,
-                                members=[(inviter, Role.MEMBER), (user, Role.MEMBER)])
-        invite.room = room
-        _tell_invited(user=user, inviter=inviter, group_name=None)
-    elif usable and invite.room is not None:
-        try:
-            with transaction.atomic():
+    room: Room | None = None
+    try:
+        with transaction.atomic():
+            usable = (inviter.is_active and _has_verified_phone(inviter)
+                      and not _blocked(blocker_id=inviter.pk, blocked_id=user.pk))
+            if usable and invite.kind == PendingInvite.Kind.DIRECT:
+                key = _direct_key(inviter.pk, user.pk)
+                room = Room.objects.filter(direct_key=key).first()
+                if room is None:
+                    room = _room_create(kind=Room.Kind.DIRECT, name="", creator=inviter,
+                                        direct_key=key, known_phone=invite.e164,
+                                        members=[(inviter, Role.MEMBER), (user, Role.MEMBER)])
+                else:
+                    _known_phone_set(room=room, user=inviter, e164=invite.e164)
+            elif usable and invite.room is not None:
                 room, _, seq = _group_locked(room_id=invite.room.pk, actor=inviter,
                                              roles=(Role.OWNER, Role.ADMIN))
                 if not _is_active_member(room_id=room.pk, user_id=user.pk):
                     _member_join_locked(room=room, seq=seq, user=user, by=inviter)
-                    _tell_invited(user=user, inviter=inviter, group_name=room.name)
                 else:
                     raise _Unchanged(None)
-        except (_Unchanged, NotMember, RoleForbidden, RoomFull, NotAGroup) as exc:
-            log.info("group invite %s closed: %s", invite.pk, type(exc).__name__)
-    invite.save(update_fields=["resolved_at", "resolved_user", "room"])
+    except _Unchanged:
+        pass
+    except IntegrityError:  # the direct room was just created by the other side
+        room = Room.objects.get(direct_key=_direct_key(inviter.pk, user.pk))
+    except (NotMember, RoleForbidden, RoomFull, NotAGroup) as exc:
+        log.info("group invite %s closed: %s", invite.pk, type(exc).__name__)
+        room = None
+    PendingInvite.objects.filter(pk=invite.pk).update(
+        resolved_at=timezone.now(), resolved_user=user, room=room)
+    if room is None:
+        raise InviteNotFound("The invitation can no longer be accepted.")
+    return room
 
 
-def _tell_invited(*, user: User, inviter: User, group_name: str | None) -> None:
-    from notify.services import notification_create  # notify builds on chatserver
+def invitation_decline(*, user: User, invitation_id: int) -> None:
+    """Say no. The inviter is not told: their invite looks pending until it expires."""
+    invite = _invitation_of(user=user, invitation_id=invitation_id)
+    PendingInvite.objects.filter(pk=invite.pk).update(declined_at=timezone.now())
 
-    who = inviter.name or "Иргэн"
-    if group_name is None:
-        title = f"{who} тантай чатлахыг хүссэн"
-        body = f"{who} таныг чатад урьсан. Чат таны жагсаалтад нэмэгдлээ."
-    else:
-        title = f"{who} таныг «{group_name}» бүлэгт нэмсэн"
-        body = f"{who} таныг «{group_name}» бүлгийн чатад урьсан."
-    notification_create(user=user, category="chat", title=title[:200], body=body)
+
+def invites_resolve(*, user: User, e164: str) -> list[PendingInvite]:
+    """`user` just verified `e164`: the invitations held for the number now wait for them
+    to accept or decline (they are told who invited them)."""
+    invites = list(_invitations_open().select_related("inviter", "room").filter(
+        e164=e164, invitee__isnull=True).exclude(inviter=user).order_by("created_at"))
+    for invite in invites:
+        try:
+            with transaction.atomic():
+                invite.invitee = user
+                invite.save(update_fields=["invitee"])
+                _tell_invited(invite)
+        except Exception:  # a chat problem must never fail the phone verification
+            log.exception("invite %s could not be passed on", invite.pk)
+    return invites
 
 
 def invites_on_phone_verified(sender: object, *, user: User, e164: str, **kwargs: object
@@ -903,38 +998,35 @@ def invites_on_phone_verified(sender: object, *, user: User, e164: str, **kwargs
 
 # ---- blocks and reports --------------------------------------------------------------------
 
+def _user_route_throttle(user: User) -> None:
+    """Requests that name a user id are counted per account (with user_visible_get, probing
+    ids learns nothing; the limit keeps it slow as well)."""
+    throttle_check(key=f"chat-user-routes:{user.pk}",
+                   limit=chat_setting("SONOR_CHAT_USER_ROUTES_PER_HOUR"), window_seconds=3600)
+
+
 def user_block(*, blocker: User, user_id: int) -> Block:
     """From now on `user_id` gets no new direct room with `blocker` and their messages and
-    typing in it are held; they are not told. (In groups, clients hide blocked users.)"""
-    if user_id == blocker.pk:
-        raise InvalidInput("You cannot block yourself.")
-    if not User.objects.filter(pk=user_id).exists():
-        raise UserNotFound()
+    typing in it are held; they are not told. (In groups, clients hide blocked users.) Only
+    a user the blocker can see (user_visible_get) can be blocked; others are UserNotFound."""
+    _user_route_throttle(blocker)
+    user_visible_get(viewer=blocker, user_id=user_id)
     block, _ = Block.objects.get_or_create(blocker=blocker, blocked_id=user_id)
     return block
 
 
 def user_unblock(*, blocker: User, user_id: int) -> None:
-    """Lift a block; invites the blocked user sent to the blocker's number meanwhile now
-    resolve as if the number had just been verified."""
-    with transaction.atomic():
-        deleted, _ = Block.objects.filter(blocker=blocker, blocked_id=user_id).delete()
-        if not deleted:
-            raise UserNotFound("You have not blocked this user.")
-        phone = PhoneNumber.objects.filter(user=blocker, released_at__isnull=True).first()
-    if phone is None:
-        return
-    for invite in PendingInvite.objects.select_related("inviter", "room").filter(
-            inviter_id=user_id, e164=phone.e164, resolved_at__isnull=True,
-            cancelled_at__isnull=True):
-        with transaction.atomic():
-            _invite_resolve(invite=invite, user=blocker)
+    """Lift a block; invitations the blocked user sent meanwhile show again."""
+    _user_route_throttle(blocker)
+    deleted, _ = Block.objects.filter(blocker=blocker, blocked_id=user_id).delete()
+    if not deleted:
+        raise UserNotFound("You have not blocked this user.")
 
 
 def report_create(*, reporter: User, reason: str, message_id: int | None = None,
                   user_id: int | None = None) -> Report:
     """Report a message (a copy of its text is kept for staff, even if it is deleted later)
-    or a user to the staff queue. Only messages one can see can be reported."""
+    or a user to the staff queue. Only messages and users one can see can be reported."""
     reason = (reason or "").strip()
     if (message_id is None) == (user_id is None) or not reason:
         raise ReportInvalid()
@@ -957,8 +1049,8 @@ def report_create(*, reporter: User, reason: str, message_id: int | None = None,
                                        reason=reason)
     else:
         assert user_id is not None
-        if user_id == reporter.pk or not User.objects.filter(pk=user_id).exists():
-            raise UserNotFound()
+        _user_route_throttle(reporter)
+        user_visible_get(viewer=reporter, user_id=user_id)
         report = Report.objects.create(reporter=reporter, reported_user_id=user_id,
                                        reason=reason)
     log.warning("chat report %s by user %s against user %s", report.pk, reporter.pk,

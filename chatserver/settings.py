@@ -237,6 +237,8 @@ SONOR_CHAT_PRESENCE_TTL = _env_int("SONOR_CHAT_PRESENCE_TTL", 150)
 # Each process writes its sockets' presence changes together, this often (seconds).
 SONOR_CHAT_PRESENCE_FLUSH = float(os.environ.get("SONOR_CHAT_PRESENCE_FLUSH", "1"))
 SONOR_CHAT_SOCKET_BUFFER = _env_int("SONOR_CHAT_SOCKET_BUFFER", 1000)
+SONOR_CHAT_USER_ROUTES_PER_HOUR = _env_int("SONOR_CHAT_USER_ROUTES_PER_HOUR", 100)
+SONOR_CHAT_DISCOVERY_PER_HOUR = _env_int("SONOR_CHAT_DISCOVERY_PER_HOUR", 60)
 
 # Delivery pipeline: validity per category (hours; SMS operators keep a message 96 h),
 # SMS escalation (send only if still unread after N minutes; 0 = at once), retries.

@@ -134,7 +134,9 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_display = ("id", "notification_id", "channel", "status", "attempts", "last_error",
                     "next_attempt_at", "sent_at")
     list_filter = ("status", "channel")
-    exclude = ("address",)  # the citizen's number, email or push token
+    # The citizen's number, email or push token; and a chat push's title and text, which are
+    # a private conversation (notices keep theirs on the notification, access-logged).
+    exclude = ("address", "title", "body")
     readonly_fields = ("notification", "channel", "device", "dedupe_key", "status",
                        "escalation", "next_attempt_at", "expires_at", "lease_until",
                        "leased_by", "attempts", "provider_id", "parts", "last_error",

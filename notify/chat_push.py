@@ -6,6 +6,8 @@
     cancelled: one notification per room on the phone)
     room read on any device -> pending pushes up to that seq cancelled; a push already shown
     is cleared by a data-only push the app uses to remove it
+    message deleted -> its text is removed from every push row (waiting ones are cancelled)
+    and from the development outbox's copies
 """
 
 import logging
@@ -18,7 +20,14 @@ from django.utils import timezone
 from chatserver.chat_config import chat_setting
 from chatserver.models import Membership, RoomEvent, SocketPresence
 from notify.delivery import quiet_hours_end
-from notify.models import ChatPushCursor, Delivery, Device, NotifySettings, Preference
+from notify.models import (
+    ChatPushCursor,
+    Delivery,
+    Device,
+    DevOutboxMessage,
+    NotifySettings,
+    Preference,
+)
 
 log = logging.getLogger(__name__)
 CHAT_PUSH_VALIDITY = timedelta(hours=24)
@@ -46,9 +55,12 @@ def chat_pushes_plan(*, batch_size: int = 200) -> bool:
     live_after = now - timedelta(seconds=chat_setting("SONOR_CHAT_PRESENCE_TTL"))
     with transaction.atomic():
         cursor = _cursor_locked()
+        # The events are locked while planned: a deletion waits for the plan and then removes
+        # the text from the rows written here; a plan that waits for a deletion skips it.
         events = list(
             RoomEvent.objects.filter(pk__gt=cursor.last_event_id)
-            .select_related("room", "sender").order_by("pk")[:batch_size])
+            .select_related("room", "sender").select_for_update(of=("self",))
+            .order_by("pk")[:batch_size])
         if not events:
             return False
         for event in events:
@@ -123,4 +135,36 @@ def chat_pushes_on_read(*, user_id: int, room_id: int, after_seq: int, seq: int)
             expires_at=now + CHAT_PUSH_VALIDITY,
         )
         for device in Device.objects.filter(pk__in=list(shown))
+    ], ignore_conflicts=True)
+
+
+def chat_pushes_on_delete(*, room_id: int, seq: int) -> None:
+    """The message at `seq` was deleted: no copy of its text stays in the push ledger (staff
+    can read it) or in the development outbox, what still waits is not sent, and a phone
+    that shows it as the room's latest push is told to clear it. The caller holds the
+    transaction."""
+    now = timezone.now()
+    rows = Delivery.objects.filter(channel="push", room_id=room_id, seq=seq,
+                                   notification__isnull=True, dedupe_key__startswith="chat:")
+    copies = set(rows.exclude(body="").values_list("address", "body"))
+    shown = list(rows.filter(status=Delivery.Status.SENT, sent_at__gte=now - CHAT_PUSH_VALIDITY)
+                 .values_list("device_id", flat=True))
+    rows.filter(status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING]).update(
+        status=Delivery.Status.CANCELLED, finished_at=now, lease_until=None)
+    rows.update(body="")
+    for address, body in copies:
+        DevOutboxMessage.objects.filter(sender_kind="push", address=address, body=body
+                                        ).update(body="")
+    newer = Delivery.objects.filter(channel="push", room_id=room_id, seq__gt=seq,
+                                    dedupe_key__startswith="chat:",
+                                    status=Delivery.Status.SENT).values_list("device_id",
+                                                                            flat=True)
+    Delivery.objects.bulk_create([
+        Delivery(
+            channel="push", user_id=device.user_id, device=device, address=device.token,
+            room_id=room_id, seq=seq, data={"type": "chat.clear", "room": str(room_id)},
+            dedupe_key=f"chatclear:{room_id}:{seq}:{device.pk}", next_attempt_at=now,
+            expires_at=now + CHAT_PUSH_VALIDITY,
+        )
+        for device in Device.objects.filter(pk__in=shown).exclude(pk__in=list(newer))
     ], ignore_conflicts=True)

@@ -10,7 +10,7 @@ from django.core.cache import cache
 from pydantic import BaseModel
 
 from chatserver import protocol, services
-from chatserver.models import Room, RoomEvent
+from chatserver.models import PendingInvite, Room, RoomEvent
 from identity.models import User
 
 _numbers = itertools.count(1)
@@ -44,14 +44,30 @@ def phone_of(user: User) -> str:
 
 
 def direct_room(a: User, b: User) -> Room:
-    room = services.room_direct_get_or_create(user=a, phone=phone_of(b))
-    assert isinstance(room, Room)
-    return room
+    """The direct room of a and b: a asks by b's number, b accepts (if they had not)."""
+    answer = services.room_direct_get_or_create(user=a, phone=phone_of(b))
+    if isinstance(answer, PendingInvite):
+        answer = services.invitation_accept(user=b, invitation_id=answer.pk)
+    assert isinstance(answer, Room)
+    return answer
 
 
 def group(owner: User, *members: User, name: str = "Бүлэг") -> Room:
-    return services.group_create(creator=owner, name=name,
-                                 phones=[phone_of(m) for m in members]).room
+    """A group of `owner`; each invited member accepts, in order."""
+    created = services.group_create(creator=owner, name=name,
+                                    phones=[phone_of(m) for m in members])
+    for invite in created.pending:
+        if invite.invitee is not None:
+            services.invitation_accept(user=invite.invitee, invitation_id=invite.pk)
+    created.room.refresh_from_db()
+    return created.room
+
+
+def member_add(actor: User, room: Room, user: User) -> None:
+    """`actor` adds `user` to the group by number; an invited `user` accepts."""
+    answer = services.group_member_add(actor=actor, room_id=room.pk, phone=phone_of(user))
+    if isinstance(answer, PendingInvite):
+        services.invitation_accept(user=user, invitation_id=answer.pk)
 
 
 _counter = itertools.count(1)

@@ -10,12 +10,14 @@ from django.utils import timezone
 from chatserver import protocol, services
 from chatserver.chat_errors import (
     DirectRoomsLimit,
+    InviteNotFound,
     MessageNotFound,
     ReportInvalid,
     UserBlocked,
 )
 from chatserver.errors import RateLimited
 from chatserver.models import PendingInvite, Report, Room, RoomEvent
+from chatserver.selectors import invitation_list
 from identity.models import User
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import (
@@ -150,20 +152,26 @@ async def test_blocked_user_messages_are_held_and_they_are_not_told(ws_connect, 
 
 def test_a_blocked_user_gets_no_new_direct_room_but_a_silent_held_invite(chat_user) -> None:
     blocker, pest = chat_user(), chat_user()
-    services.user_block(blocker=blocker, user_id=pest.pk)
+    first = services.room_direct_get_or_create(user=pest, phone=phone_of(blocker))
+    assert [i.pk for i in invitation_list(user=blocker)] == [first.pk]
+    services.user_block(blocker=blocker, user_id=pest.pk)  # from the request itself
+    assert invitation_list(user=blocker) == []
     answer = services.room_direct_get_or_create(user=pest, phone=phone_of(blocker))
     assert isinstance(answer, PendingInvite)  # what an unverified number would give
-    assert not Room.objects.exists()
+    assert not Room.objects.filter(kind="direct").exists()
     with pytest.raises(UserBlocked):
         services.room_direct_get_or_create(user=blocker, phone=phone_of(pest))
-    # Nor can they pull the blocker into a group.
+    with pytest.raises(InviteNotFound):
+        services.invitation_accept(user=blocker, invitation_id=first.pk)
+    # Nor can they pull the blocker into a group, or tell them of it.
     held = services.group_create(creator=pest, name="x", phones=[phone_of(blocker)])
     assert [i.e164 for i in held.pending] == [phone_of(blocker)]
     assert held.room.member_count == 1
-    # Unblocking resolves what was held, as if the number had just been verified.
+    assert invitation_list(user=blocker) == []
+    # Unblocking shows what was held, for the blocker to answer.
     services.user_unblock(blocker=blocker, user_id=pest.pk)
-    assert Room.objects.filter(kind="direct").count() == 1
-    assert held.room.memberships.filter(user=blocker, left_at__isnull=True).exists()
+    assert {i.kind for i in invitation_list(user=blocker)} == {"direct", "group"}
+    assert not Room.objects.filter(kind="direct").exists()
 
 
 def test_blocks_do_not_silence_groups(chat_user) -> None:

@@ -63,12 +63,17 @@ def test_room_list_costs_the_same_queries_for_many_rooms(chat_user, client_for) 
 
 
 def test_direct_room_201_and_held_invite_202(chat_user, client_for) -> None:
-    me, other = chat_user(), chat_user()
+    me, other = chat_user(), chat_user("Бусад")
     client = client_for(me)
-    created = client.post("/api/v1/rooms/direct", {"phone": phone_of(other)})
-    assert created.status_code == 201, created.content
+    asked = client.post("/api/v1/rooms/direct", {"phone": phone_of(other)})
+    assert asked.status_code == 202, asked.content  # a message request
+    invitation = client_for(other).get("/api/v1/invitations").json()[0]
+    assert invitation["id"] == asked.json()["id"]
+    accepted = client_for(other).post(f"/api/v1/invitations/{invitation['id']}/accept")
+    assert accepted.status_code == 200, accepted.content
     again = client.post("/api/v1/rooms/direct", {"phone": phone_of(other)})
-    assert again.status_code == 201 and again.json()["id"] == created.json()["id"]
+    assert again.status_code == 201 and again.json()["id"] == accepted.json()["id"]
+    assert again.json()["peer"]["name"] == "Бусад"
     number = new_phone()
     held = client.post("/api/v1/rooms/direct", {"phone": number})
     assert held.status_code == 202, held.content
@@ -91,6 +96,8 @@ def test_unverified_user_is_refused_with_phone_not_verified(make_citizen, chat_u
 
 def test_group_lifecycle_over_rest(chat_user, client_for) -> None:
     owner, a, b = chat_user("Эзэн"), chat_user("А"), chat_user("Б")
+    direct_room(owner, a)
+    direct_room(owner, b)  # contacts: added at once
     client = client_for(owner)
     number = new_phone()
     created = client.post("/api/v1/rooms/groups",
@@ -186,7 +193,7 @@ def test_messages_send_history_read_edit_delete_over_rest(chat_user, client_for)
 def test_recycled_number_gives_its_new_owner_none_of_the_old_rooms(
         chat_user, make_citizen, client_for, make_api_client, make_token, sms_code) -> None:
     a, c = chat_user("Анхны эзэн"), chat_user("Найз")
-    room = direct_room(a, c)
+    room = direct_room(c, a)  # c reached a by a's number
     send(c, room, "сайн уу")
     number = phone_of(a)
     # The operator reassigned the number; its new owner verifies it through the real flow.
@@ -203,10 +210,13 @@ def test_recycled_number_gives_its_new_owner_none_of_the_old_rooms(
     assert [r["id"] for r in seen_by_c] == [room.pk]
     assert seen_by_c[0]["peer"] == {"id": a.pk, "name": "Анхны эзэн", "phone": None,
                                     "phone_status": "changed_hands"}
-    # Asking for the number now reaches its new owner, in a new room.
-    new_room = client_for(c).post("/api/v1/rooms/direct", {"phone": number})
-    assert new_room.status_code == 201 and new_room.json()["id"] != room.pk
-    assert new_room.json()["peer"]["id"] == b.pk
+    # Asking for the number now asks its new owner, for a new room.
+    asked = client_for(c).post("/api/v1/rooms/direct", {"phone": number})
+    assert asked.status_code == 202
+    new_room = client_b.post(f"/api/v1/invitations/{asked.json()['id']}/accept")
+    assert new_room.status_code == 200 and new_room.json()["id"] != room.pk
+    assert client_for(c).get(f"/api/v1/rooms/{new_room.json()['id']}").json()["peer"]["id"] \
+        == b.pk
 
 
 def test_blocks_and_reports(chat_user, client_for) -> None:
@@ -241,7 +251,7 @@ def test_api_docs_list_the_chat_routes(client_for, chat_user) -> None:
 
 def test_data_export_has_the_users_chat(chat_user, client_for) -> None:
     a, b = chat_user(), chat_user()
-    room = direct_room(a, b)
+    room = direct_room(b, a)
     send(a, room, "миний мессеж")
     gone = send(a, room, "устгасан")
     services.message_delete(user=a, room_id=room.pk, message_id=gone.pk)
@@ -252,3 +262,5 @@ def test_data_export_has_the_users_chat(chat_user, client_for) -> None:
     assert [r["room"] for r in chat["rooms"]] == [room.pk]
     assert [m["text"] for m in chat["messages_sent"]] == ["миний мессеж", ""]
     assert RoomEvent.objects.filter(room=room, kind="message").count() == 3
+    # b asked a (the room opened when a accepted): a's export shows the invitation received.
+    assert [(i["from_user"], i["kind"]) for i in chat["invitations"]] == [(b.pk, "direct")]

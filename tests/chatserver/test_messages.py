@@ -281,8 +281,7 @@ def test_history_shows_nothing_from_before_one_joined(chat_user) -> None:
     owner, early, late = chat_user(), chat_user(), chat_user()
     room = group(owner, early)
     send(owner, room, "before")
-    services.group_member_add(actor=owner, room_id=room.pk,
-                              phone=chat_helpers.phone_of(late))
+    chat_helpers.member_add(owner, room, late)
     send(owner, room, "after")
     page = room_history(user=late, room_id=room.pk, before_seq=100)
     assert [type(e).__name__ for e in page.events] == ["ChatMember", "ChatMessage"]

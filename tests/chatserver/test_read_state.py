@@ -41,7 +41,7 @@ def test_unread_is_others_messages_after_the_last_read_seq(chat_user) -> None:
 def test_membership_events_are_not_unread(chat_user) -> None:
     owner, a, b = chat_user(), chat_user(), chat_user()
     room = group(owner, a)
-    services.group_member_add(actor=owner, room_id=room.pk, phone=chat_helpers.phone_of(b))
+    chat_helpers.member_add(owner, room, b)
     services.group_rename(actor=owner, room_id=room.pk, name="Өөр")
     assert unread(a, room) == 0 and unread(b, room) == 0
 

@@ -83,6 +83,7 @@ async def test_rooms_joined_while_offline_come_from_the_join(ws_connect, make_to
         send(owner, room, "before me")
         services.group_member_add(actor=owner, room_id=room.pk, phone=phone_of(me))
         send(owner, room, "after me")
+        direct_room(other, me)  # contacts: a group of other's is created with me in it
         fresh = group(other, me, name="Бас нэг")  # created with me in it: all of it
         return me, known, room, fresh
 
@@ -167,18 +168,20 @@ async def test_unknown_or_impossible_rooms_say_resync(ws_connect, make_token,
 
 async def test_resume_covers_inbox_and_rooms_together(ws_connect, make_token,
                                                       chat_user) -> None:
+    from notify.selectors import inbox_seq
     from notify.services import notification_create
 
     def setup():  # type: ignore[no-untyped-def]
         a, b = chat_user(), chat_user()
-        room = direct_room(a, b)
+        room = direct_room(a, b)  # b's inbox told b of a's message request
+        seen = inbox_seq(user=b)
         notification_create(user=b, category="petition", title="Өргөдөл", body="x")
         send(a, room, "hi")
-        return b, room
+        return b, room, seen
 
-    b, room = await database_sync_to_async(setup)()
+    b, room, seen = await database_sync_to_async(setup)()
     socket = await offline_user_socket(ws_connect, make_token, b)
-    welcome, events = await hello(socket, rooms={room.pk: 2}, inbox=0)
+    welcome, events = await hello(socket, rooms={room.pk: 2}, inbox=seen)
     assert [type(e) for e in events] == [protocol.NotifyNew, protocol.ChatMessage]
 
 

@@ -17,7 +17,7 @@ from chatserver.chat_errors import (
     SelfChat,
 )
 from chatserver.models import Membership, PendingInvite, Room, RoomEvent
-from chatserver.selectors import room_history
+from chatserver.selectors import invitation_list, room_history
 from notify.models import Notification
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import (
@@ -29,6 +29,7 @@ from tests.chatserver.chat_helpers import (
     group,
     new_phone,
     phone_of,
+    receive_until,
     send,
     seqs,
 )
@@ -87,7 +88,8 @@ def test_direct_room_with_oneself_is_refused(chat_user) -> None:
 def test_national_number_format_finds_the_same_user(chat_user) -> None:
     a, b = chat_user(), chat_user()
     national = phone_of(b).removeprefix("+976")
-    assert services.room_direct_get_or_create(user=a, phone=national) == direct_room(a, b)
+    room = direct_room(a, b)
+    assert services.room_direct_get_or_create(user=a, phone=national) == room
 
 
 # ---- held invites --------------------------------------------------------------------------
@@ -104,7 +106,7 @@ def test_invite_to_an_unverified_number_is_held_once(chat_user) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_held_invite_becomes_a_room_when_the_number_is_verified(
+def test_held_invite_becomes_an_invitation_when_the_number_is_verified(
         chat_user, make_citizen, make_token, make_api_client, sms_code) -> None:
     inviter = chat_user("Бат")
     number = new_phone()
@@ -118,21 +120,29 @@ def test_held_invite_becomes_a_room_when_the_number_is_verified(
     verified = client.post("/api/v1/phones/verify", {"phone": number, "code": sms_code(number)})
     assert verified.status_code == 200, verified.content
 
-    invite.refresh_from_db()
-    assert invite.resolved_at is not None and invite.resolved_user_id == newcomer.pk
-    room = invite.room
-    assert room is not None and room.kind == "direct"
-    assert members(room) == {inviter.pk: "member", newcomer.pk: "member"}
-    # The newcomer is told who invited them: the join event's `by`, and their inbox.
-    assert member_events(room)[1] == (2, "joined", newcomer.pk, "member", inviter.pk)
+    # The newcomer is asked, not put in a room: told who asks, in the inbox and the list.
+    assert not Room.objects.exists()
     told = Notification.objects.get(user=newcomer, category="chat")
     assert "Бат" in told.title
+    invitations = client.get("/api/v1/invitations").json()
+    assert [(i["id"], i["kind"], i["from_user"], i["from_name"]) for i in invitations] == [
+        (invite.pk, "direct", inviter.pk, "Бат")]
+    accepted = client.post(f"/api/v1/invitations/{invite.pk}/accept")
+    assert accepted.status_code == 200, accepted.content
+    room = Room.objects.get(pk=accepted.json()["id"])
+    assert room.kind == "direct"
+    assert members(room) == {inviter.pk: "member", newcomer.pk: "member"}
+    assert member_events(room)[1] == (2, "joined", newcomer.pk, "member", inviter.pk)
+    invite.refresh_from_db()
+    assert invite.resolved_user_id == newcomer.pk and invite.room_id == room.pk
+    assert client.get("/api/v1/invitations").json() == []
     # Asking again now returns the room.
     assert direct_room(inviter, newcomer).pk == room.pk
 
 
-def test_group_invite_to_an_unverified_number_adds_on_verification(chat_user) -> None:
+def test_group_invite_to_an_unverified_number_joins_once_accepted(chat_user) -> None:
     owner, friend = chat_user(), chat_user()
+    direct_room(owner, friend)  # they have talked: the friend is added at once
     number = new_phone()
     created = services.group_create(creator=owner, name="Анги", phones=[phone_of(friend), number])
     room = created.room
@@ -142,6 +152,8 @@ def test_group_invite_to_an_unverified_number_adds_on_verification(chat_user) ->
     newcomer = chat_user()
     newcomer.phones.update(e164=number)  # as if verified: the resolver is what the signal runs
     services.invites_resolve(user=newcomer, e164=number)
+    assert newcomer.pk not in members(room)
+    services.invitation_accept(user=newcomer, invitation_id=created.pending[0].pk)
     assert members(room)[newcomer.pk] == "member"
     assert member_events(room)[-1] == (4, "joined", newcomer.pk, "member", owner.pk)
 
@@ -154,6 +166,7 @@ def test_cancelled_invite_does_not_resolve(chat_user) -> None:
     b = chat_user()
     services.invites_resolve(user=b, e164=number)
     assert not Room.objects.exists()
+    assert invitation_list(user=b) == []
 
 
 # ---- groups --------------------------------------------------------------------------------
@@ -171,6 +184,7 @@ def test_group_create_opens_with_the_name_and_the_joins(chat_user) -> None:
 def test_admins_add_by_phone_members_cannot(chat_user) -> None:
     owner, member, newcomer = chat_user(), chat_user(), chat_user()
     room = group(owner, member)
+    direct_room(member, newcomer)  # contacts: an admin adds a contact at once
     with pytest.raises(RoleForbidden):
         services.group_member_add(actor=member, room_id=room.pk, phone=phone_of(newcomer))
     services.group_role_set(actor=owner, room_id=room.pk, user_id=member.pk, role="admin")
@@ -260,6 +274,8 @@ def test_direct_rooms_have_no_group_operations(chat_user) -> None:
 def test_member_limit_is_configurable(chat_user, settings) -> None:
     settings.SONOR_CHAT_MEMBER_LIMIT = 3
     owner, a, b, c = chat_user(), chat_user(), chat_user(), chat_user()
+    for contact in (a, b, c):
+        direct_room(owner, contact)
     with pytest.raises(RoomFull):
         group(owner, a, b, c)
     room = group(owner, a, b)
@@ -279,7 +295,7 @@ def test_every_kind_of_event_shares_one_gap_free_sequence(chat_user) -> None:
     room = group(owner, a)
     m = send(a, room)
     services.message_edit(user=a, room_id=room.pk, message_id=m.pk, text="засвар")
-    services.group_member_add(actor=owner, room_id=room.pk, phone=phone_of(b))
+    chat_helpers.member_add(owner, room, b)
     services.group_rename(actor=owner, room_id=room.pk, name="Өөр")
     services.message_delete(user=a, room_id=room.pk, message_id=m.pk)
     services.group_role_set(actor=owner, room_id=room.pk, user_id=b.pk, role="admin")
@@ -311,7 +327,7 @@ def test_rejoining_member_sees_only_the_new_stretch(chat_user) -> None:
     room = group(owner, member)
     services.room_leave(user=member, room_id=room.pk)
     send(owner, room, "while away")
-    services.group_member_add(actor=owner, room_id=room.pk, phone=phone_of(member))
+    chat_helpers.member_add(owner, room, member)
     membership = Membership.objects.get(room=room, user=member)
     assert membership.left_at is None
     assert membership.joined_seq == Room.objects.get(pk=room.pk).last_seq
@@ -334,9 +350,16 @@ async def test_a_socket_follows_rooms_it_is_added_to_and_leaves_those_it_is_remo
     created = await drain(owner_socket)
     assert [type(f) for f in created] == [protocol.ChatRoomRenamed, protocol.ChatMember]
 
-    membership = await database_sync_to_async(services.group_member_add)(
+    invite = await database_sync_to_async(services.group_member_add)(
         actor=owner, room_id=room.pk, phone=await database_sync_to_async(phone_of)(member))
-    assert membership.user_id == member.pk
+    assert isinstance(invite, PendingInvite)  # they have not talked: the member is asked
+    invitation = await receive_until(member_socket, protocol.ChatInvitation)
+    assert invitation == protocol.ChatInvitation(
+        id=invite.pk, kind="group", from_user=owner.pk, from_name=owner.name, room=room.pk,
+        room_name=room.name, created_at=invite.created_at)
+    await drain(member_socket)  # the inbox notice of it
+    await database_sync_to_async(services.invitation_accept)(user=member,
+                                                             invitation_id=invite.pk)
     joined = await member_socket.receive_frame()
     assert joined == protocol.ChatMember(room=room.pk, seq=3, user=member.pk, name=member.name,
                                          action="joined", role="member", by=owner.pk)
@@ -362,10 +385,12 @@ async def test_both_sockets_get_a_new_direct_room(ws_connect, chat_user, make_to
     a, b = await database_sync_to_async(chat_user)(), await database_sync_to_async(chat_user)()
     socket_a = await ws_connect(await database_sync_to_async(make_token)(a), ready=True)
     socket_b = await ws_connect(await database_sync_to_async(make_token)(b), ready=True)
-    room = await adirect_room(a, b)
+    room = await adirect_room(a, b)  # a asks, b accepts
     for socket in (socket_a, socket_b):
         frames = await drain(socket)
-        assert [(f.seq, f.user) for f in frames] == [(1, a.pk), (2, b.pk)]  # type: ignore
+        assert [(f.seq, f.user) for f in frames if isinstance(f, protocol.ChatMember)
+                ] == [(1, a.pk), (2, b.pk)]
+    assert any(isinstance(f, protocol.ChatInvitation) for f in frames)  # b was asked first
     await asend(b, room, "hi")
     assert isinstance(await socket_a.receive_frame(), protocol.ChatMessage)
 

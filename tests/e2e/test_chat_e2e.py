@@ -14,7 +14,7 @@ from pydantic import Field, TypeAdapter
 from websockets.asyncio.client import ClientConnection, connect
 
 from chatserver import protocol, services
-from chatserver.models import Room, RoomEvent
+from chatserver.models import RoomEvent
 from identity.services import _phone_bind, citizen_create, session_create
 from tests.chatserver import chat_helpers
 from tests.e2e.conftest import LiveServer
@@ -71,8 +71,7 @@ def chat_pair(transactional_db: None) -> dict[str, Any]:
     with transaction.atomic():
         _phone_bind(user=ana, e164="+97691100001", now=timezone.now())
         _phone_bind(user=bold, e164="+97691100002", now=timezone.now())
-    room = services.room_direct_get_or_create(user=ana, phone="+97691100002")
-    assert isinstance(room, Room)
+    room = chat_helpers.direct_room(ana, bold)  # Ana asks, Bold accepts
     return {"ana": ana, "bold": bold, "room": room,
             "ana_token": session_create(user=ana, login_method="test")[1],
             "bold_token": session_create(user=bold, login_method="test")[1]}
@@ -163,7 +162,8 @@ async def test_one_server_delivers_resumes_and_deduplicates(
 
 async def test_held_invite_becomes_a_live_room_when_the_number_is_verified(
         server: LiveServer, chat_pair: dict[str, Any]) -> None:
-    """Through the real verification flow on the server: the inviter's socket is told."""
+    """Through the real verification flow on the server: the newcomer's socket is asked,
+    and once they accept, the inviter's socket is told."""
     from notify.models import DevOutboxMessage
     from tests.e2e.test_foundation_e2e import http
 
@@ -178,6 +178,7 @@ async def test_held_invite_becomes_a_live_room_when_the_number_is_verified(
         return session_create(user=user, login_method="test")[1]
 
     token = await sync_to_async(newcomer_token)()
+    newcomer_ws, _ = await open_socket(server, token, {})
     status, _, _ = await http("POST", f"{server.url}/api/v1/phones", {"phone": number},
                               token=token)
     assert status == 202
@@ -188,9 +189,18 @@ async def test_held_invite_becomes_a_live_room_when_the_number_is_verified(
                               {"phone": number, "code": code}, token=token)
     assert status == 200
 
+    invitation = next(f for f in await until_quiet(newcomer_ws)
+                      if isinstance(f, protocol.ChatInvitation))
+    assert (invitation.id, invitation.kind, invitation.from_user, invitation.from_name) == (
+        held["id"], "direct", chat_pair["ana"].pk, "Ану")
+    assert await until_quiet(ana_ws) == []  # nothing until the newcomer says yes
+    status, _, _ = await http("POST", f"{server.url}/api/v1/invitations/{held['id']}/accept",
+                              {}, token=token)
+    assert status == 200
     joined = [await receive(ana_ws), await receive(ana_ws)]
     assert [(f.seq, f.action, f.by) for f in joined] == [
         (1, "joined", chat_pair["ana"].pk), (2, "joined", chat_pair["ana"].pk)]
     status, rooms, _ = await http("GET", f"{server.url}/api/v1/rooms", token=token)
     assert status == 200 and [r["peer"]["name"] for r in rooms] == ["Ану"]
     await ana_ws.close()
+    await newcomer_ws.close()

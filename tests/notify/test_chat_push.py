@@ -4,6 +4,7 @@ notification per room on the phone, cleared when the room is read elsewhere."""
 from collections.abc import Callable
 
 import pytest
+from django.test import Client
 
 from chatserver import services
 from chatserver.models import Room
@@ -15,15 +16,12 @@ from notify.delivery import deliveries_process
 from notify.models import Delivery, DevOutboxMessage
 from notify.senders.base import OutboundMessage
 from notify.senders.fcm import build_message
-from tests.chatserver.chat_helpers import (  # noqa: F401  (fixtures)
-    chat_user,
-    direct_room,
-    fresh_cache,
-    group,
-    send,
-)
+from tests.chatserver import chat_helpers
+from tests.chatserver.chat_helpers import direct_room, group, send
 
 pytestmark = pytest.mark.django_db
+chat_user = chat_helpers.chat_user
+fresh_cache = chat_helpers.fresh_cache
 
 Maker = Callable[..., User]
 
@@ -141,3 +139,47 @@ def test_a_clear_is_a_data_only_fcm_message() -> None:
     assert shown.notification is not None and shown.android.notification.tag == "room4"
 
 
+
+
+def test_a_deleted_message_leaves_no_text_in_the_push_ledger(chat_user: Maker) -> None:
+    """Staff read the push ledger (admin, Deliveries): a deleted message must not live on
+    there, nor in the development outbox; what still waits is not sent, and a phone showing
+    it is told to clear it."""
+    bat, saraa, dorj = chat_user("Бат"), chat_user("Сараа"), chat_user("Дорж")
+    shown_room = direct_room(bat, saraa)
+    waiting_room = group(bat, dorj, name="Ажил")
+    chat_pushes_plan()
+    phone_device(saraa, "fcm-token-saraa")
+    phone_device(dorj, "fcm-token-dorj")
+    shown = send(bat, shown_room, "Нууц үг: 4455")
+    run_worker()  # on Saraa's phone
+    waiting = send(bat, waiting_room, "Дансны дугаар 5000123")
+    chat_pushes_plan()  # waiting for Dorj's phone
+    assert Delivery.objects.filter(body__contains="4455").exists()
+    assert DevOutboxMessage.objects.filter(body__contains="4455").exists()
+
+    services.message_delete(user=bat, room_id=shown_room.pk, message_id=shown.pk)
+    services.message_delete(user=bat, room_id=waiting_room.pk, message_id=waiting.pk)
+    run_worker()
+
+    for secret in ("4455", "5000123"):
+        assert not Delivery.objects.filter(body__contains=secret).exists()
+        assert not DevOutboxMessage.objects.filter(body__contains=secret).exists()
+    waited = Delivery.objects.get(room_id=waiting_room.pk, dedupe_key__startswith="chat:")
+    assert waited.status == "cancelled"
+    assert [(address, body) for address, _, body in pushes()] == [
+        ("fcm-token-saraa", ""), ("fcm-token-saraa", "")]  # the push, then its clear
+    clear = Delivery.objects.get(dedupe_key__startswith="chatclear:")
+    assert clear.data == {"type": "chat.clear", "room": str(shown_room.pk)}
+
+
+def test_staff_do_not_read_chat_text_in_the_delivery_admin(pair: tuple[User, User, Room],
+                                                           admin_client: Client) -> None:
+    bat, saraa, room = pair
+    phone_device(saraa, "fcm-token-saraa")
+    send(bat, room, "Хувийн яриа")
+    run_worker()
+    delivery = Delivery.objects.get(room_id=room.pk, dedupe_key__startswith="chat:")
+    page = admin_client.get(f"/admin/notify/delivery/{delivery.pk}/change/")
+    assert page.status_code == 200
+    assert "Хувийн яриа" not in page.content.decode()
