@@ -9,6 +9,7 @@ from django.contrib.staticfiles.views import serve as staticfiles_serve
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
+from chatserver.client_address import client_address
 from chatserver.errors import AppError, Unauthenticated
 from identity.login.demo import demo_login_consume
 from identity.services import session_create
@@ -31,7 +32,7 @@ def session_cookie_set(response: HttpResponse, token: str) -> None:
     SameSite=Strict (no cross-site request carries it), Secure behind TLS."""
     response.set_cookie(
         settings.SONOR_SESSION_COOKIE, token,
-        max_age=settings.SONOR_SESSION_IDLE_DAYS * 86400,
+        max_age=int(settings.SONOR_SESSION_MAX_DAYS * 86400),
         httponly=True, secure=settings.SECURE_COOKIES, samesite="Strict",
     )
 
@@ -69,7 +70,7 @@ def demo_login(request: HttpRequest, token: str) -> HttpResponse:
         _, session_token = session_create(
             user=user, login_method="demo",
             device_name=request.headers.get("User-Agent", ""),
-            ip=request.META.get("REMOTE_ADDR") or None,
+            ip=client_address(request),
         )
     except Unauthenticated as exc:  # unknown or used link
         return _page(request, "error.html", {"error": exc}, status=400)
