@@ -21,4 +21,6 @@ RUN pip install . \
 USER sonor
 
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "chatserver.asgi:application"]
+# No --proxy-headers: the app decides the client address, believing X-Forwarded-For only
+# from SONOR_TRUSTED_PROXIES (set it to the load balancer's addresses).
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "chatserver.asgi:application"]

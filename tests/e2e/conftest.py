@@ -69,7 +69,9 @@ class LiveServer:
                 self.process.wait()
 
 
-def start_server(log_dir: Path, **extra_env: str) -> LiveServer:
+def start_server(log_dir: Path, server_args: tuple[str, ...] = (), **extra_env: str
+                 ) -> LiveServer:
+    """A daphne process on a free loopback port; `server_args` are extra daphne options."""
     port = _free_port()
     env = {
         **os.environ,
@@ -81,7 +83,7 @@ def start_server(log_dir: Path, **extra_env: str) -> LiveServer:
     }
     log_path = log_dir / f"server-{port}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *server_args,
          "chatserver.asgi:application"],
         cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
     )
@@ -104,8 +106,8 @@ def live_server_factory(transactional_db: None, tmp_path: Path
                         ) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 
-    def factory(**extra_env: str) -> LiveServer:
-        server = start_server(tmp_path, **extra_env)
+    def factory(server_args: tuple[str, ...] = (), **extra_env: str) -> LiveServer:
+        server = start_server(tmp_path, server_args, **extra_env)
         servers.append(server)
         return server
 
