@@ -140,7 +140,7 @@ def account_close(request: HttpRequest, payload: AccountCloseIn | None = None
                   ) -> tuple[int, None]:
     """Close the account (every session ends; the data is kept, as the terms require).
     Needs `code` from `account/close/code`, unless this session logged in minutes ago."""
-    services.account_close(session=request_session(request),
+    services.account_close_confirmed(session=request_session(request),
                            code=payload.code if payload else "")
     return 204, None
 

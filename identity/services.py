@@ -232,38 +232,42 @@ def session_account_close_code(*, session: DeviceSession) -> PhoneVerification:
 
 # ---- account state -------------------------------------------------------------------------
 
-def account_close(*, session: DeviceSession, code: str = "") -> None:
-    """The citizen closes their account: every session ends; no data is deleted.
-
-    A stolen or forgotten token must not be enough: the request needs a code sent to the
-    verified phone (session_account_close_code), or a login in the last
-    SONOR_ACCOUNT_CLOSE_FRESH_MINUTES."""
+def account_close_confirmed(*, session: DeviceSession, code: str = "") -> None:
+    """The citizen asks to close their account from `session`. A stolen or forgotten token
+    must not be enough: it needs a code sent to the verified phone
+    (session_account_close_code), or a login in the last SONOR_ACCOUNT_CLOSE_FRESH_MINUTES."""
     user = session.user
     now = timezone.now()
     fresh = now - session.created_at <= timedelta(
         minutes=settings.SONOR_ACCOUNT_CLOSE_FRESH_MINUTES)
+    if not code:
+        if not fresh:
+            raise ConfirmationRequired()
+        account_close(user=user)
+        log.info("user %s confirmed closing by a fresh login", user.pk)
+        return
     e164 = phone_current(user=user)
+    if e164 is None:
+        raise NoVerifiedPhone()
     purpose = PhoneVerification.Purpose.ACCOUNT_CLOSE
     with transaction.atomic():
-        if code:
-            if e164 is None:
-                raise NoVerifiedPhone()
-            confirmed = _code_check(user=user, e164=e164, purpose=purpose, code=code, now=now)
-        elif fresh:
-            confirmed = True
-        else:
-            raise ConfirmationRequired()
-        if confirmed:
-            User.objects.filter(pk=user.pk).update(status=User.Status.CLOSED,
-                                                   status_changed_at=now)
-            DeviceSession.objects.filter(user=user, revoked_at__isnull=True).update(
-                revoked_at=now, revoke_reason="account_closed")
-            revoke_on_commit(user_group(user.pk), "account_closed")
-            log.info("user %s closed their account (%s)", user.pk,
-                     "sms code" if code else "fresh login")
+        if _code_check(user=user, e164=e164, purpose=purpose, code=code, now=now):
+            account_close(user=user)
+            log.info("user %s confirmed closing by an SMS code", user.pk)
             return
-    assert e164 is not None
     raise _code_wrong(user=user, e164=e164, purpose=purpose)
+
+
+@transaction.atomic
+def account_close(*, user: User) -> None:
+    """Close the account: every session ends; no data is deleted (the citizen's request
+    goes through account_close_confirmed)."""
+    User.objects.filter(pk=user.pk).update(status=User.Status.CLOSED,
+                                           status_changed_at=timezone.now())
+    DeviceSession.objects.filter(user=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), revoke_reason="account_closed")
+    revoke_on_commit(user_group(user.pk), "account_closed")
+    log.info("user %s closed their account", user.pk)
 
 
 @transaction.atomic
