@@ -27,7 +27,8 @@ def _manage(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(("env", "sign"), [
-    ({"DATABASE_URL": "postgres://sonor@db.internal:5432/sonor"}, "DATABASE_URL points at db.internal"),
+    ({"DATABASE_URL": "postgres://sonor@db.internal:5432/sonor"},
+     "DATABASE_URL points at db.internal"),
     ({"SONOR_ALLOWED_HOSTS": "sonor.example.mn"}, "SONOR_ALLOWED_HOSTS names sonor.example.mn"),
     ({"SONOR_SECURE_COOKIES": "1"}, "SONOR_SECURE_COOKIES is on"),
     ({"REDIS_URL": "redis://10.1.2.3:6379/0"}, "REDIS_URL points at 10.1.2.3"),

@@ -4,11 +4,17 @@ command, and per-address limits that must hold when a client spreads over severa
 import asyncio
 import json
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from websockets.asyncio.client import connect
@@ -16,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from chatserver import protocol
 from identity.services import _phone_bind, citizen_create, session_create
-from tests.e2e.conftest import ROOT, LiveServer
+from tests.e2e.conftest import ROOT, LiveServer, _database_url, _free_port
 from tests.e2e.test_foundation_e2e import http, receive
 
 pytestmark = pytest.mark.e2e
@@ -57,6 +63,49 @@ async def test_the_image_server_command_ignores_a_spoofed_forwarded_for(
                                      {"token": code}, token=token)
     assert status == 200, body
     assert body["requester_ip"] == "127.0.0.1"  # the real peer, not the header's claim
+
+
+@pytest.fixture
+def uvicorn_server(transactional_db: None, tmp_path: Path) -> Iterator[LiveServer]:
+    """uvicorn as docs/operations.md says to run it: with --no-proxy-headers (by default it
+    believes X-Forwarded-For from 127.0.0.1, which is where this test's client is)."""
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": _database_url(),
+           "SONOR_DATA_DIR": str(settings.DATA_DIR), "SONOR_DEMO": "1",
+           "SONOR_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}"}
+    log_path = tmp_path / "uvicorn.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--no-proxy-headers", "--host", "127.0.0.1",
+         "--port", str(port), "chatserver.asgi:application"],
+        cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    server = LiveServer(port=port, process=process, log_path=log_path)
+    try:
+        for _ in range(300):
+            if process.poll() is not None:
+                raise RuntimeError(f"uvicorn exited:\n{server.log()}")
+            try:
+                with urllib.request.urlopen(f"{server.url}/healthz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"uvicorn did not start:\n{server.log()}")
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_uvicorn_run_as_documented_ignores_a_spoofed_forwarded_for(
+        uvicorn_server: LiveServer) -> None:
+    token = await asyncio.to_thread(_citizen_token)
+    async with connect(f"{uvicorn_server.ws_url}/ws/v1/login",  # type: ignore[arg-type]
+                       origin=uvicorn_server.origin,
+                       additional_headers={"X-Forwarded-For": "192.0.2.77"}) as ws:
+        code = (await receive(ws, "qr.code"))["code"]
+        status, body, _ = await http("POST", f"{uvicorn_server.url}/api/v1/qr/lookup",
+                                     {"token": code}, token=token)
+    assert status == 200, body
+    assert body["requester_ip"] == "127.0.0.1"
 
 
 def _unique_client() -> str:
