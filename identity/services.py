@@ -73,7 +73,7 @@ def _code_send(*, user: User, e164: str, purpose: str, text: str) -> PhoneVerifi
 def _code_check(*, user: User, e164: str, purpose: str, code: str, now: datetime) -> bool:
     """Consume the user's latest open code of `purpose` for `e164` if `code` is right, in the
     caller's transaction. False for a wrong code, whose attempt is saved: the caller raises
-    code_wrong() after its transaction commits, so that the attempt counts."""
+    _code_wrong() after its transaction commits, so that the attempt counts."""
     verification = (
         PhoneVerification.objects.select_for_update()
         .filter(user=user, e164=e164, purpose=purpose, consumed_at__isnull=True)
