@@ -22,4 +22,6 @@ RUN pip install . \
 USER sonor
 
 EXPOSE 8000
+# No proxy headers: the app decides the client address, believing X-Forwarded-For only
+# from SONOR_TRUSTED_PROXIES (set it to the load balancer's addresses).
 CMD ["python", "manage.py", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -16,7 +16,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chatserver import protocol
-from chatserver.ratelimit import TokenBucket
+from chatserver.errors import RateLimited
+from chatserver.throttle import throttle_check
 from identity.login.qr import (
     qr_code_frame,
     qr_login_close,
@@ -27,22 +28,17 @@ from identity.ws_auth import origin_allowed, scope_client, scope_origin
 
 log = logging.getLogger(__name__)
 
-# Loose, per process: a page reconnects now and then, a script opening hundreds does not.
-CONNECT_RATE_PER_SECOND = 0.5
-CONNECT_BURST = 30
-_MAX_TRACKED_IPS = 10_000
-_connect_buckets: dict[str, TokenBucket] = {}
-
-
 def _connect_allowed(ip: str | None) -> bool:
-    if ip is None:  # no peer address (e.g. a unix socket behind a proxy): nothing to key on
+    """Loose, per client address, counted across every server (the shared cache): a page
+    reconnects now and then, a script opening hundreds does not."""
+    if ip is None:  # no peer address (e.g. a unix socket): nothing to key on
         return True
-    bucket = _connect_buckets.get(ip)
-    if bucket is None:
-        if len(_connect_buckets) >= _MAX_TRACKED_IPS:
-            _connect_buckets.clear()  # crude bound on memory; the limit is loose anyway
-        bucket = _connect_buckets[ip] = TokenBucket(CONNECT_RATE_PER_SECOND, CONNECT_BURST)
-    return bucket.take() == 0
+    try:
+        throttle_check(key=f"qr-connect:{ip}", limit=settings.SONOR_QR_CONNECTS_PER_MINUTE,
+                       window_seconds=60)
+    except RateLimited:
+        return False
+    return True
 
 
 def _code_create(*, channel_name: str, ip: str | None, device: str) -> protocol.QrCode:
@@ -71,7 +67,7 @@ class LoginConsumer(AsyncWebsocketConsumer):
             await self.close(code=protocol.CLOSE_ORIGIN_FORBIDDEN)
             return
         self.ip, self.device = scope_client(self.scope)
-        if not _connect_allowed(self.ip):
+        if not await database_sync_to_async(_connect_allowed)(self.ip):
             log.info("login socket refused for %s: rate limited", self.ip)
             await self.close(code=protocol.CLOSE_RATE_LIMITED)
             return

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
+from chatserver.client_address import client_address
+
 SOCKETS_OPEN = Gauge("sonor_sockets_open", "Open authenticated device sockets")
 FRAMES_IN = Counter("sonor_frames_in_total", "Client frames received", ["type"])
 FRAMES_OUT = Counter("sonor_frames_out_total", "Frames sent to clients")
@@ -13,6 +15,6 @@ SOCKETS_REFUSED = Counter("sonor_sockets_refused_total", "Sockets closed at conn
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     # Scraped from inside the deployment only: not for the public.
-    if request.META.get("REMOTE_ADDR") not in settings.SONOR_METRICS_FROM:
+    if client_address(request) not in settings.SONOR_METRICS_FROM:
         raise Http404()
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,5 @@
-"""A token bucket per connection or key: cheap, in-process, no I/O."""
+"""A token bucket per connection: cheap, in-process, no I/O. Limits per user, address or
+account go through chatserver/throttle.py, shared by every server."""
 
 import time
 

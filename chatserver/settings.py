@@ -4,8 +4,10 @@ Nothing set gives the embedded default: SQLite and generated secrets under SONOR
 the in-memory channel layer, one process. DATABASE_URL and REDIS_URL scale it out.
 """
 
+import ipaddress
 import os
 import secrets
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,6 +47,17 @@ def _generated_secret(name: str) -> str:
     return path.read_text().strip()
 
 
+def _loopback(host: str | None) -> bool:
+    """A host name or address on this machine only (an empty host is a local socket)."""
+    host = (host or "").strip().strip("[]").lower()
+    if host in {"", "localhost"} or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 SONOR_DEMO = _env_bool("SONOR_DEMO")
 DEBUG = _env_bool("SONOR_DEBUG")
 SECRET_KEY = os.environ.get("SONOR_SECRET_KEY") or _generated_secret("secret_key")
@@ -56,6 +69,15 @@ SONOR_ALLOWED_ORIGINS = _env_list(
     "http://127.0.0.1:8000,http://localhost:8000",
 )
 CSRF_TRUSTED_ORIGINS = SONOR_ALLOWED_ORIGINS
+# Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (IPs or CIDRs; default
+# none): chatserver/client_address.py decides every client address from the peer and these.
+SONOR_TRUSTED_PROXIES = _env_list("SONOR_TRUSTED_PROXIES")
+for _proxy in SONOR_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"SONOR_TRUSTED_PROXIES: {_proxy!r} is not an IP or CIDR"
+                                   ) from _exc
 
 INSTALLED_APPS = [
     "daphne",
@@ -72,6 +94,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "chatserver.client_address.UntrustedProxyHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -164,9 +187,16 @@ STATIC_ROOT = DATA_DIR / "static"
 
 SESSION_COOKIE_NAME = "sonor_admin"
 SONOR_SESSION_COOKIE = "sonor_session"
-SECURE_COOKIES = _env_bool("SONOR_SECURE_COOKIES")
+# Secure cookies and HSTS by default; only demo mode (plain http on loopback) goes without.
+SECURE_COOKIES = _env_bool("SONOR_SECURE_COOKIES", default=not SONOR_DEMO)
 SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES
+# Sent on HTTPS responses only (SecurityMiddleware), so plain-http development is untouched.
+SECURE_HSTS_SECONDS = _env_int("SONOR_HSTS_SECONDS", 31536000 if SECURE_COOKIES else 0)
+if SONOR_TRUSTED_PROXIES:
+    # request.is_secure() believes our TLS-terminating proxy; the header from anyone else is
+    # dropped by UntrustedProxyHeadersMiddleware before Django reads it.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Identity rules (seconds and counts), overridable for operations.
 SONOR_PHONE_CODE_TTL = int(os.environ.get("SONOR_PHONE_CODE_TTL", "300"))
@@ -174,7 +204,18 @@ SONOR_PHONE_CODE_ATTEMPTS = int(os.environ.get("SONOR_PHONE_CODE_ATTEMPTS", "5")
 SONOR_PHONE_CODES_PER_HOUR = int(os.environ.get("SONOR_PHONE_CODES_PER_HOUR", "5"))
 SONOR_QR_TOKEN_TTL = int(os.environ.get("SONOR_QR_TOKEN_TTL", "60"))
 SONOR_QR_ROTATE_EVERY = int(os.environ.get("SONOR_QR_ROTATE_EVERY", "30"))
-SONOR_SESSION_IDLE_DAYS = int(os.environ.get("SONOR_SESSION_IDLE_DAYS", "90"))
+# A device session ends after this many days unused, and this many days after its login.
+SONOR_SESSION_IDLE_DAYS = _env_float("SONOR_SESSION_IDLE_DAYS", 30)
+SONOR_SESSION_MAX_DAYS = _env_float("SONOR_SESSION_MAX_DAYS", 180)
+# Closing the account needs an SMS code, or a login this recent (minutes).
+SONOR_ACCOUNT_CLOSE_FRESH_MINUTES = _env_float("SONOR_ACCOUNT_CLOSE_FRESH_MINUTES", 10)
+# Per client address: QR login sockets a minute; admin login attempts (also per user name)
+# in 15 minutes. Email: verification links live this long; new addresses a user may set
+# an hour. All counted through the cache (Redis when set), so they hold across servers.
+SONOR_QR_CONNECTS_PER_MINUTE = _env_int("SONOR_QR_CONNECTS_PER_MINUTE", 30)
+SONOR_ADMIN_LOGIN_ATTEMPTS = _env_int("SONOR_ADMIN_LOGIN_ATTEMPTS", 10)
+SONOR_EMAIL_VERIFY_HOURS = _env_float("SONOR_EMAIL_VERIFY_HOURS", 24)
+SONOR_EMAIL_SETS_PER_HOUR = _env_int("SONOR_EMAIL_SETS_PER_HOUR", 5)
 
 # Where citizens reach this server (links in emails).
 SONOR_PUBLIC_URL = os.environ.get("SONOR_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -297,3 +338,32 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("SONOR_LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "INFO"}},
 }
+
+
+def _production_signs() -> list[str]:
+    """What in the configuration says this server faces real users."""
+    signs = []
+    db_host = urlsplit(DATABASE_URL).hostname if DATABASE_URL else None
+    if DATABASE_URL and not DATABASE_URL.startswith("sqlite") and not _loopback(db_host):
+        signs.append(f"DATABASE_URL points at {db_host}")
+    if REDIS_URL and not _loopback(urlsplit(REDIS_URL).hostname):
+        signs.append(f"REDIS_URL points at {urlsplit(REDIS_URL).hostname}")
+    public_hosts = [h for h in ALLOWED_HOSTS if not _loopback(h) and h != "testserver"]
+    if public_hosts:
+        signs.append(f"SONOR_ALLOWED_HOSTS names {', '.join(public_hosts)}")
+    if _env_bool("SONOR_SECURE_COOKIES"):
+        signs.append("SONOR_SECURE_COOKIES is on")
+    return signs
+
+
+# Demo mode shows every SMS code and email link at /demo/outbox to anyone: never on a server
+# that looks like production, unless an operator insists (SONOR_DEMO_FORCE=1, logged).
+if SONOR_DEMO and (_signs := _production_signs()):
+    if not _env_bool("SONOR_DEMO_FORCE"):
+        message = ("refusing to start in demo mode (SONOR_DEMO=1): the configuration looks "
+                   f"like production ({'; '.join(_signs)}). Demo mode shows every SMS code and "
+                   "email link at /demo/outbox. Unset SONOR_DEMO, or set SONOR_DEMO_FORCE=1.")
+        sys.stderr.write(f"sonor: {message}\n")
+        raise ImproperlyConfigured(message)
+    sys.stderr.write("sonor: WARNING demo mode forced (SONOR_DEMO_FORCE=1) on a configuration "
+                     f"that looks like production: {'; '.join(_signs)}\n")

@@ -4,13 +4,14 @@ from django.urls import path
 from chatserver.api import citizen_api
 from chatserver.metrics import metrics_view
 from chatserver.views import healthz, readyz
-from chatserver.web import demo_login, dev_outbox, index, login_page, static_file
+from chatserver.web import admin_login, demo_login, dev_outbox, index, login_page, static_file
 from identity.dan_views import dan_callback, dan_login
 from notify.agency_api import agency_api
 from notify.unsubscribe import email_unsubscribe
 from notify.views import email_verify_view
 
 urlpatterns = [
+    path("admin/login/", admin_login),  # throttled; before the admin's own route
     path("admin/", admin.site.urls),
     path("api/v1/", citizen_api.urls),
     path("api/agency/v1/", agency_api.urls),

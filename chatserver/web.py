@@ -4,16 +4,24 @@ The pages are static shells; frontend/static/sonor.js does the work through /api
 the sockets. The session token lives only in an HttpOnly cookie that no script can read.
 """
 
+import hashlib
+import logging
+
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.staticfiles.views import serve as staticfiles_serve
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
-from chatserver.errors import AppError, Unauthenticated
+from chatserver.client_address import client_address
+from chatserver.errors import AppError, RateLimited, Unauthenticated
+from chatserver.throttle import throttle_check
 from identity.login.base import login_methods
 from identity.login.demo import demo_login_consume
 from identity.services import session_create
 from notify.models import DevOutboxMessage
+
+log = logging.getLogger(__name__)
 
 OUTBOX_PAGE_SIZE = 100
 
@@ -32,7 +40,7 @@ def session_cookie_set(response: HttpResponse, token: str) -> None:
     SameSite=Strict (no cross-site request carries it), Secure behind TLS."""
     response.set_cookie(
         settings.SONOR_SESSION_COOKIE, token,
-        max_age=settings.SONOR_SESSION_IDLE_DAYS * 86400,
+        max_age=int(settings.SONOR_SESSION_MAX_DAYS * 86400),
         httponly=True, secure=settings.SECURE_COOKIES, samesite="Strict",
     )
 
@@ -71,7 +79,7 @@ def demo_login(request: HttpRequest, token: str) -> HttpResponse:
         _, session_token = session_create(
             user=user, login_method="demo",
             device_name=request.headers.get("User-Agent", ""),
-            ip=request.META.get("REMOTE_ADDR") or None,
+            ip=client_address(request),
         )
     except Unauthenticated as exc:  # unknown or used link
         return _page(request, "error.html", {"error": exc}, status=400)
@@ -89,6 +97,29 @@ def dev_outbox(request: HttpRequest) -> HttpResponse:
     _demo_required()
     messages = DevOutboxMessage.objects.order_by("-created_at", "-pk")[:OUTBOX_PAGE_SIZE]
     return _page(request, "outbox.html", {"messages": messages})
+
+
+ADMIN_LOGIN_WINDOW_SECONDS = 15 * 60
+
+
+def admin_login(request: HttpRequest, extra_context: dict[str, object] | None = None
+                ) -> HttpResponse:
+    """The staff login, throttled per client address and per user name (shared counters, so
+    across every server): SONOR_ADMIN_LOGIN_ATTEMPTS tries in 15 minutes, then 429."""
+    if request.method == "POST":
+        username = request.POST.get("username", "").strip().upper()
+        try:
+            for key in (f"admin-login-ip:{client_address(request)}",
+                        "admin-login-user:" + hashlib.sha256(username.encode()).hexdigest()):
+                throttle_check(key=key, limit=settings.SONOR_ADMIN_LOGIN_ATTEMPTS,
+                               window_seconds=ADMIN_LOGIN_WINDOW_SECONDS)
+        except RateLimited as exc:
+            log.warning("admin login throttled for %s", client_address(request))
+            response = HttpResponse("Too many login attempts; try again later.", status=429,
+                                    content_type="text/plain; charset=utf-8")
+            response["Retry-After"] = str(max(1, int(exc.extra["retry_after"] + 0.999)))
+            return response
+    return admin.site.login(request, extra_context)
 
 
 def static_file(request: HttpRequest, path: str) -> HttpResponse:

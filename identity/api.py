@@ -54,6 +54,8 @@ class SessionOut(Schema):
     ip: str | None
     created_at: datetime
     last_seen_at: datetime
+    expires_at: datetime = Field(description="Ends then, however much it is used.")
+    idle_expires_at: datetime = Field(description="Ends then unless used before.")
     current: bool
 
 
@@ -66,6 +68,10 @@ class AccessLogOut(Schema):
     actor_name: str
     action: str
     created_at: datetime
+
+
+class AccountCloseIn(Schema):
+    code: str = Field("", max_length=12, description="The code sent by account/close/code.")
 
 
 class CookieIn(Schema):
@@ -102,7 +108,9 @@ def sessions(request: HttpRequest) -> list[SessionOut]:
     return [
         SessionOut(id=s.pk, device_name=s.device_name, platform=s.platform,
                    login_method=s.login_method, ip=s.ip, created_at=s.created_at,
-                   last_seen_at=s.last_seen_at, current=s.pk == current.pk)
+                   last_seen_at=s.last_seen_at, expires_at=selectors.session_expires_at(s),
+                   idle_expires_at=selectors.session_idle_expires_at(s),
+                   current=s.pk == current.pk)
         for s in selectors.session_list(user=current.user)
     ]
 
@@ -126,9 +134,20 @@ def logout(request: HttpRequest, response: HttpResponse) -> tuple[int, None]:
     return 204, None
 
 
+@router.post("account/close/code", response={202: PhoneStartOut})
+def account_close_code(request: HttpRequest) -> tuple[int, PhoneStartOut]:
+    """Send a code to the verified phone that confirms `account/close`."""
+    verification = services.session_account_close_code(session=request_session(request))
+    return 202, PhoneStartOut(phone=verification.e164, expires_at=verification.expires_at)
+
+
 @router.post("account/close", response={204: None})
-def account_close(request: HttpRequest) -> tuple[int, None]:
-    services.account_close(user=request_session(request).user)
+def account_close(request: HttpRequest, payload: AccountCloseIn | None = None
+                  ) -> tuple[int, None]:
+    """Close the account (every session ends; the data is kept, as the terms require).
+    Needs `code` from `account/close/code`, unless this session logged in minutes ago."""
+    services.account_close_confirmed(session=request_session(request),
+                           code=payload.code if payload else "")
     return 204, None
 
 

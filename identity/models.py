@@ -79,7 +79,14 @@ class PhoneNumber(models.Model):
 
 
 class PhoneVerification(models.Model):
+    """A one-time SMS code: to verify a number, or to confirm an act with the verified one."""
+
+    class Purpose(models.TextChoices):
+        PHONE = "phone"
+        ACCOUNT_CLOSE = "account_close"
+
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="phone_verifications")
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.PHONE)
     e164 = models.CharField(max_length=16)
     code_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -95,7 +102,10 @@ class PhoneVerification(models.Model):
 
 
 class DeviceSession(models.Model):
-    """One per logged-in device; the bearer token is stored only as its SHA-256."""
+    """One per logged-in device; the bearer token is stored only as its SHA-256.
+
+    It ends SONOR_SESSION_IDLE_DAYS after last_seen_at (refreshed at most every few minutes)
+    and SONOR_SESSION_MAX_DAYS after created_at, whichever comes first."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="device_sessions")
     token_hash = models.CharField(max_length=64, unique=True)

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from chatserver.errors import (
     AccountInactive,
+    AppError,
     CodeAttemptsExceeded,
     CodeExpired,
     CodeInvalid,
@@ -23,7 +24,9 @@ from chatserver.errors import (
 )
 from chatserver.realtime import revoke_on_commit, session_group, user_group
 from identity.domain import mobile_parse, register_parse
+from identity.errors import ConfirmationRequired, NoVerifiedPhone, SessionExpired
 from identity.models import AccessLogEntry, DeviceSession, PhoneNumber, PhoneVerification, User
+from identity.selectors import session_is_expired, session_touch
 from identity.signals import phone_verified
 
 log = logging.getLogger(__name__)
@@ -42,9 +45,9 @@ def citizen_create(*, register_number: str, name: str = "") -> User:
 
 # ---- phone numbers -------------------------------------------------------------------------
 
-def phone_verification_start(*, user: User, phone: str) -> PhoneVerification:
-    """Send a one-time code to `phone`; rate-limited per number and per user."""
-    e164 = mobile_parse(phone)
+def _code_send(*, user: User, e164: str, purpose: str, text: str) -> PhoneVerification:
+    """A one-time SMS code to `e164`; at most SONOR_PHONE_CODES_PER_HOUR per user and per
+    number (counted in the shared database, so across every server)."""
     now = timezone.now()
     hour_ago = now - timedelta(hours=1)
     limit = settings.SONOR_PHONE_CODES_PER_HOUR
@@ -57,14 +60,52 @@ def phone_verification_start(*, user: User, phone: str) -> PhoneVerification:
             raise RateLimited((oldest.created_at + timedelta(hours=1) - now).total_seconds())
     code = f"{secrets.randbelow(1_000_000):06d}"
     verification = PhoneVerification.objects.create(
-        user=user, e164=e164, code_hash=token_hash(f"{e164}:{code}"),
+        user=user, e164=e164, purpose=purpose, code_hash=token_hash(f"{e164}:{code}"),
         expires_at=now + timedelta(seconds=settings.SONOR_PHONE_CODE_TTL),
     )
     from notify.services import sms_send_now  # notify builds on identity
 
-    sms_send_now(to=e164, text=f"Sonor: таны баталгаажуулах код {code}. Хэнд ч бүү хэлээрэй.")
-    log.info("phone verification %s started for user %s", verification.pk, user.pk)
+    sms_send_now(to=e164, text=text.format(code=code))
+    log.info("%s code %s sent for user %s", purpose, verification.pk, user.pk)
     return verification
+
+
+def _code_check(*, user: User, e164: str, purpose: str, code: str, now: datetime) -> bool:
+    """Consume the user's latest open code of `purpose` for `e164` if `code` is right, in the
+    caller's transaction. False for a wrong code, whose attempt is saved: the caller raises
+    _code_wrong() after its transaction commits, so that the attempt counts."""
+    verification = (
+        PhoneVerification.objects.select_for_update()
+        .filter(user=user, e164=e164, purpose=purpose, consumed_at__isnull=True)
+        .order_by("-created_at").first()
+    )
+    if verification is None:
+        raise CodeInvalid("No code was sent to this number; ask for one.")
+    if verification.expires_at <= now:
+        raise CodeExpired()
+    if verification.attempts >= settings.SONOR_PHONE_CODE_ATTEMPTS:
+        raise CodeAttemptsExceeded()
+    if hmac.compare_digest(verification.code_hash, token_hash(f"{e164}:{(code or '').strip()}")):
+        verification.consumed_at = now
+        verification.save(update_fields=["consumed_at"])
+        return True
+    verification.attempts += 1
+    verification.save(update_fields=["attempts"])
+    return False
+
+
+def _code_wrong(*, user: User, e164: str, purpose: str) -> AppError:
+    verification = (PhoneVerification.objects.filter(user=user, e164=e164, purpose=purpose)
+                    .order_by("-created_at").first())
+    left = settings.SONOR_PHONE_CODE_ATTEMPTS - (verification.attempts if verification else 0)
+    return CodeInvalid(attempts_left=left) if left > 0 else CodeAttemptsExceeded()
+
+
+def phone_verification_start(*, user: User, phone: str) -> PhoneVerification:
+    """Send a one-time code to `phone`; rate-limited per number and per user."""
+    return _code_send(user=user, e164=mobile_parse(phone),
+                      purpose=PhoneVerification.Purpose.PHONE,
+                      text="Sonor: таны баталгаажуулах код {code}. Хэнд ч бүү хэлээрэй.")
 
 
 def phone_verification_confirm(*, user: User, phone: str, code: str) -> PhoneNumber:
@@ -72,28 +113,11 @@ def phone_verification_confirm(*, user: User, phone: str, code: str) -> PhoneNum
     `user`: the old owner loses it (and is told), keeping none of it in the new owner's view."""
     e164 = mobile_parse(phone)
     now = timezone.now()
+    purpose = PhoneVerification.Purpose.PHONE
     with transaction.atomic():
-        verification = (
-            PhoneVerification.objects.select_for_update()
-            .filter(user=user, e164=e164, consumed_at__isnull=True)
-            .order_by("-created_at").first()
-        )
-        if verification is None:
-            raise CodeInvalid("No code was sent to this number; ask for one.")
-        if verification.expires_at <= now:
-            raise CodeExpired()
-        if verification.attempts >= settings.SONOR_PHONE_CODE_ATTEMPTS:
-            raise CodeAttemptsExceeded()
-        if hmac.compare_digest(verification.code_hash,
-                               token_hash(f"{e164}:{(code or '').strip()}")):
-            verification.consumed_at = now
-            verification.save(update_fields=["consumed_at"])
+        if _code_check(user=user, e164=e164, purpose=purpose, code=code, now=now):
             return _phone_bind(user=user, e164=e164, now=now)
-        # A wrong attempt is committed before the error is raised, so that it counts.
-        verification.attempts += 1
-        verification.save(update_fields=["attempts"])
-    left = settings.SONOR_PHONE_CODE_ATTEMPTS - verification.attempts
-    raise CodeInvalid(attempts_left=left) if left else CodeAttemptsExceeded()
+    raise _code_wrong(user=user, e164=e164, purpose=purpose)
 
 
 def _phone_bind(*, user: User, e164: str, now: datetime) -> PhoneNumber:
@@ -158,7 +182,8 @@ def session_create(
 
 
 def session_authenticate(*, token: str) -> DeviceSession:
-    """The live session behind a bearer token, or Unauthenticated / AccountInactive."""
+    """The live session behind a bearer token, or Unauthenticated / SessionExpired /
+    AccountInactive. Records its use, at most once per SESSION_TOUCH_EVERY."""
     if not token:
         raise Unauthenticated()
     session = (
@@ -169,9 +194,10 @@ def session_authenticate(*, token: str) -> DeviceSession:
         raise Unauthenticated()
     if not session.user.is_active:
         raise AccountInactive()
-    now = timezone.now()
-    if now - session.last_seen_at > timedelta(minutes=5):  # throttle last-seen writes
-        DeviceSession.objects.filter(pk=session.pk).update(last_seen_at=now)
+    if session_is_expired(session):
+        session_revoke(session=session, reason="expired")
+        raise SessionExpired()
+    session_touch(session)
     return session
 
 
@@ -194,11 +220,48 @@ def sessions_revoke_others(*, session: DeviceSession) -> int:
     return count
 
 
+def session_account_close_code(*, session: DeviceSession) -> PhoneVerification:
+    """An SMS code to the user's verified phone that confirms closing the account."""
+    e164 = phone_current(user=session.user)
+    if e164 is None:
+        raise NoVerifiedPhone()
+    return _code_send(user=session.user, e164=e164,
+                      purpose=PhoneVerification.Purpose.ACCOUNT_CLOSE,
+                      text="Sonor: бүртгэлээ хаах код {code}. Та хүсээгүй бол бүү хэлээрэй.")
+
+
 # ---- account state -------------------------------------------------------------------------
+
+def account_close_confirmed(*, session: DeviceSession, code: str = "") -> None:
+    """The citizen asks to close their account from `session`. A stolen or forgotten token
+    must not be enough: it needs a code sent to the verified phone
+    (session_account_close_code), or a login in the last SONOR_ACCOUNT_CLOSE_FRESH_MINUTES."""
+    user = session.user
+    now = timezone.now()
+    fresh = now - session.created_at <= timedelta(
+        minutes=settings.SONOR_ACCOUNT_CLOSE_FRESH_MINUTES)
+    if not code:
+        if not fresh:
+            raise ConfirmationRequired()
+        account_close(user=user)
+        log.info("user %s confirmed closing by a fresh login", user.pk)
+        return
+    e164 = phone_current(user=user)
+    if e164 is None:
+        raise NoVerifiedPhone()
+    purpose = PhoneVerification.Purpose.ACCOUNT_CLOSE
+    with transaction.atomic():
+        if _code_check(user=user, e164=e164, purpose=purpose, code=code, now=now):
+            account_close(user=user)
+            log.info("user %s confirmed closing by an SMS code", user.pk)
+            return
+    raise _code_wrong(user=user, e164=e164, purpose=purpose)
+
 
 @transaction.atomic
 def account_close(*, user: User) -> None:
-    """The citizen closes their account: every session ends; no data is deleted."""
+    """Close the account: every session ends; no data is deleted (the citizen's request
+    goes through account_close_confirmed)."""
     User.objects.filter(pk=user.pk).update(status=User.Status.CLOSED,
                                            status_changed_at=timezone.now())
     DeviceSession.objects.filter(user=user, revoked_at__isnull=True).update(

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
+from chatserver.client_address import client_address
 from chatserver.errors import OriginForbidden
 from identity.models import DeviceSession
 from identity.services import session_authenticate
@@ -29,9 +30,9 @@ def origin_allowed(origin: str | None) -> bool:
 
 
 def scope_client(scope: dict[str, Any]) -> tuple[str | None, str]:
-    """The peer's IP and User-Agent, for session records and QR approval screens."""
-    client = scope.get("client") or (None, None)
-    return client[0], _headers(scope).get("user-agent", "")[:200]
+    """The client's IP (chatserver.client_address decides it) and User-Agent, for session
+    records and QR approval screens."""
+    return client_address(scope), _headers(scope).get("user-agent", "")[:200]
 
 
 def scope_origin(scope: dict[str, Any]) -> str | None:

@@ -6,13 +6,22 @@ A new key is shown on a page of its own, never put in a message cookie.
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import escape
 
 from notify import agency_services, services
-from notify.models import Agency, AgencyApiKey, Broadcast, Delivery, Notification
+from notify.models import (
+    AGENCY_CATEGORIES,
+    Agency,
+    AgencyApiKey,
+    Broadcast,
+    Delivery,
+    Notification,
+    agency_default_categories,
+)
 
 
 def _key_page(request: HttpRequest, agency: Agency, keys: list[str]) -> HttpResponse:
@@ -36,9 +45,24 @@ class AgencyApiKeyInline(admin.TabularInline):
         return False
 
 
+class AgencyForm(forms.ModelForm):
+    """Scopes as staff set them: the categories the agency's keys may send (security is for
+    the citizen's own login and number notices: grant it only on purpose)."""
+
+    categories = forms.MultipleChoiceField(
+        choices=[(c, c) for c in AGENCY_CATEGORIES], widget=forms.CheckboxSelectMultiple,
+        required=False, initial=agency_default_categories)
+
+    class Meta:
+        model = Agency
+        fields = ("name", "categories", "broadcast_all", "sms_daily_budget_parts")
+        labels = {"broadcast_all": "May broadcast to every citizen (else lists only)"}
+
+
 @admin.register(Agency)
 class AgencyAdmin(admin.ModelAdmin):
-    list_display = ("name", "created_at")
+    form = AgencyForm
+    list_display = ("name", "categories", "broadcast_all", "created_at")
     search_fields = ("name",)
     inlines = (AgencyApiKeyInline,)
     actions = ("issue_key",)

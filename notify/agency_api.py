@@ -19,7 +19,7 @@ from chatserver.api_schemas import ErrorOut
 from chatserver.errors import InvalidInput
 from chatserver.throttle import throttle_check
 from notify import broadcasts, selectors, services
-from notify.agency_services import api_key_authenticate
+from notify.agency_services import agency_scope_check, api_key_authenticate
 from notify.errors import PayloadTooLarge
 from notify.models import Agency, Broadcast, Notification
 
@@ -70,8 +70,8 @@ def _idempotency_key(value: str | None) -> str:
     return value
 
 
-ERRORS: dict[int, type[Schema]] = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut,
-                                   413: ErrorOut, 422: ErrorOut, 429: ErrorOut}
+ERRORS: dict[int, type[Schema]] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut,
+                                   409: ErrorOut, 413: ErrorOut, 422: ErrorOut, 429: ErrorOut}
 
 AgencyCategory = Literal["service_request", "petition", "complaint", "payment", "system",
                          "security"]
@@ -213,7 +213,11 @@ def notification_send(
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
 ) -> tuple[int, NotificationAccepted]:
     """Notify one citizen. With an `Idempotency-Key`, a retry returns the first answer
-    (header `Idempotent-Replayed: true`); the same key with a different body is 409."""
+    (header `Idempotent-Replayed: true`); the same key with a different body is 409.
+    A category outside the key's scopes is 403 `scope_forbidden`, whatever the citizen.
+    An unknown register number, a closed account and an organisation's register all answer
+    404 `citizen_not_found`, alike."""
+    agency_scope_check(agency=_agency(request), category=payload.category)
     notification, replayed = services.agency_notification_send(
         agency=_agency(request), register_number=payload.register_number,
         category=payload.category, title=payload.title, body=payload.body, link=payload.link,
@@ -240,7 +244,10 @@ def broadcast_create(
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
 ) -> tuple[int, BroadcastOut]:
     """Schedule a broadcast to all citizens or a list; workers fan it out in batches and
-    `GET broadcasts/{id}` shows done/total."""
+    `GET broadcasts/{id}` shows done/total. The agency's scopes limit its categories, and
+    only agencies that staff allow may broadcast to `all`."""
+    agency_scope_check(agency=_agency(request), category=payload.category,
+                       audience=payload.audience)
     broadcast, replayed = broadcasts.broadcast_create(
         agency=_agency(request), category=payload.category, title=payload.title,
         body=payload.body, link=payload.link, reference=payload.reference,

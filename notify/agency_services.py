@@ -16,9 +16,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chatserver.errors import InvalidInput, Unauthenticated
+from chatserver.errors import AppError, InvalidInput, Unauthenticated
 from identity.services import token_hash
-from notify.models import Agency, AgencyApiKey
+from notify.models import AGENCY_CATEGORIES, Agency, AgencyApiKey, agency_default_categories
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +45,54 @@ def api_key_issue(*, agency: Agency) -> str:
     raise RuntimeError("could not allocate a unique API key prefix")
 
 
+class AgencyScopeForbidden(AppError):
+    code = "scope_forbidden"
+    status = 403
+    message = "This agency's keys may not do that; staff set what an agency may send."
+
+
+def agency_scope_check(*, agency: Agency, category: str, audience: str = "list") -> None:
+    """Refuse what the agency's scopes do not allow, before anything about the recipients is
+    looked up (so that a key cannot probe register numbers in categories it may not send)."""
+    if category not in agency.categories:
+        raise AgencyScopeForbidden(f"This agency may not send {category} notices.",
+                                   allowed_categories=list(agency.categories))
+    if audience == "all" and not agency.broadcast_all:
+        raise AgencyScopeForbidden("This agency may broadcast only to lists of register "
+                                   "numbers, not to every citizen.")
+
+
+def agency_categories_parse(value: str | list[str] | None) -> list[str]:
+    """Categories from a comma-separated string or a list; None gives the defaults."""
+    if value is None:
+        return agency_default_categories()
+    items = [c.strip() for c in value.split(",")] if isinstance(value, str) else value
+    unknown = sorted({c for c in items if c} - set(AGENCY_CATEGORIES))
+    if unknown:
+        raise InvalidInput(f"Unknown categories: {', '.join(unknown)}; known: "
+                           f"{', '.join(AGENCY_CATEGORIES)}.")
+    return [c for c in AGENCY_CATEGORIES if c in items]
+
+
 @transaction.atomic
-def agency_create(*, name: str) -> tuple[Agency, str]:
-    """A new agency with its first API key (returned once)."""
+def agency_create(*, name: str, categories: list[str] | None = None,
+                  broadcast_all: bool = False) -> tuple[Agency, str]:
+    """A new agency with its first API key (returned once). Unless staff say otherwise it
+    may send every category but security, and broadcast to lists only."""
     name = (name or "").strip()
     if not name:
         raise InvalidInput("An agency needs a name.")
+    categories = agency_categories_parse(categories)
     if Agency.objects.filter(name=name).exists():
         raise InvalidInput(f"An agency named {name!r} already exists.")
     try:
         with transaction.atomic():
-            agency = Agency.objects.create(name=name)
+            agency = Agency.objects.create(name=name, categories=categories,
+                                           broadcast_all=broadcast_all)
     except IntegrityError as exc:  # created concurrently
         raise InvalidInput(f"An agency named {name!r} already exists.") from exc
-    log.info("agency %s created: %s", agency.pk, name)
+    log.info("agency %s created: %s (categories %s, broadcast to all: %s)", agency.pk, name,
+             ",".join(categories), broadcast_all)
     return agency, api_key_issue(agency=agency)
 
 

@@ -4,10 +4,25 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+# What a new agency may send until staff say otherwise: never security (the citizen's own
+# login and number notices), never a broadcast to everyone.
+AGENCY_CATEGORIES = ("service_request", "petition", "complaint", "payment", "system",
+                     "security")
+AGENCY_DEFAULT_CATEGORIES = ("service_request", "petition", "complaint", "payment", "system")
+
+
+def agency_default_categories() -> list[str]:
+    return list(AGENCY_DEFAULT_CATEGORIES)
+
 
 class Agency(models.Model):
+    """An agency's API keys all carry its scopes: the categories it may send, and whether it
+    may broadcast to every citizen (else only to lists of register numbers)."""
+
     name = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    categories = models.JSONField(default=agency_default_categories)
+    broadcast_all = models.BooleanField(default=False)
     # SMS parts the agency's notifications may use per day (Asia/Ulaanbaatar); null: no cap.
     sms_daily_budget_parts = models.PositiveIntegerField(null=True, blank=True)
 
@@ -191,6 +206,7 @@ class NotifySettings(models.Model):
     email = models.EmailField(blank=True)
     email_verified_at = models.DateTimeField(null=True, blank=True)
     email_token_hash = models.CharField(max_length=64, blank=True)
+    email_token_expires_at = models.DateTimeField(null=True, blank=True)
     language = models.CharField(max_length=2, default="mn")
 
 

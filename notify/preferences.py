@@ -4,7 +4,7 @@ muted agencies, push devices. Every change is recorded (PreferenceChange)."""
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import time
+from datetime import time, timedelta
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chatserver.errors import InvalidInput, NotFound
+from chatserver.throttle import throttle_check
 from identity.models import DeviceSession, User
 from identity.services import token_hash
 from notify.models import (
@@ -129,15 +130,23 @@ def preferences_update(
 
 
 def email_set(*, user: User, email: str) -> None:
-    """A new address is used only after the link sent to it is opened."""
+    """A new address is used only after the link sent to it is opened, within
+    SONOR_EMAIL_VERIFY_HOURS. Limited per citizen and per address (shared counters), so that
+    nobody turns the confirmation mail against someone else's mailbox."""
     try:
         validate_email(email)
     except ValidationError as exc:
         raise InvalidInput("Not a valid email address.", field="email") from exc
+    limit = settings.SONOR_EMAIL_SETS_PER_HOUR
+    throttle_check(key=f"email-set:{user.pk}", limit=limit, window_seconds=3600)
+    throttle_check(key=f"email-to:{token_hash(email.strip().lower())}", limit=limit,
+                   window_seconds=3600)
     token = secrets.token_urlsafe(32)
     with transaction.atomic():
         ns, _ = NotifySettings.objects.get_or_create(user=user)
         ns.email, ns.email_verified_at, ns.email_token_hash = email, None, token_hash(token)
+        ns.email_token_expires_at = timezone.now() + timedelta(
+            hours=settings.SONOR_EMAIL_VERIFY_HOURS)
         ns.save()
         _record(user, "email", email, "api")
     link = f"{settings.SONOR_PUBLIC_URL}/email/verify/{token}"
@@ -154,9 +163,13 @@ def email_verify(*, token: str) -> User:
         email_token_hash=token_hash(token or ""), email_verified_at__isnull=True).first()
     if ns is None or not ns.email:
         raise NotFound("This confirmation link is unknown or was already used.")
+    if ns.email_token_expires_at is None or ns.email_token_expires_at <= timezone.now():
+        raise NotFound("This confirmation link has expired; enter the address again in the "
+                       "app to get a new one.")
     ns.email_verified_at = timezone.now()
     ns.email_token_hash = ""
-    ns.save(update_fields=["email_verified_at", "email_token_hash"])
+    ns.email_token_expires_at = None
+    ns.save(update_fields=["email_verified_at", "email_token_hash", "email_token_expires_at"])
     _record(ns.user, "email_verified", ns.email, "email_link")
     return ns.user
 

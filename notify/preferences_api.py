@@ -73,12 +73,12 @@ def preferences_write(request: HttpRequest, payload: PreferencesIn) -> Preferenc
     if "quiet_hours" in sent:
         quiet = (payload.quiet_hours.start, payload.quiet_hours.end) \
             if payload.quiet_hours else None
+    if payload.email:  # first: a refused address (invalid, too many) changes nothing else
+        preferences.email_set(user=user, email=payload.email)
     preferences.preferences_update(
         user=user, channels=payload.channels, quiet_hours=quiet,
         private_previews=payload.private_previews, language=payload.language,
         muted_agencies=payload.muted_agencies)
-    if payload.email:
-        preferences.email_set(user=user, email=payload.email)
     return _out(preferences.preferences_get(user=user))
 
 

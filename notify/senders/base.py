@@ -7,10 +7,22 @@ Senders never touch our database: the pipeline owns delivery rows, retries and e
 Asynchronous delivery reports (SMS receipts) come back through a ReceiptSink.
 """
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
+
+_EMAIL = re.compile(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
+# 8 to 15 digits, optionally after + and with single spaces or hyphens between (a phone
+# number in any of its usual spellings); SMTP codes like 550 5.1.1 stay.
+_PHONE = re.compile(r"(?<![\w.])\+?\d(?:[ -]?\d){7,14}(?![\w.])")
+
+
+def redact(text: str) -> str:
+    """A provider's error text without the email addresses or phone numbers in it: it is
+    stored, logged and shown to the sending agency, which must not learn them."""
+    return _PHONE.sub("<number>", _EMAIL.sub("<email>", text))
 
 
 class SendStatus(StrEnum):
@@ -43,6 +55,9 @@ class SendResult:
     detail: str = ""
     retry_after: float | None = None  # seconds, when the provider said
     parts: int = 1  # SMS parts billed
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detail", redact(self.detail))
 
 
 # An asynchronous delivery report: (provider_id, final status, detail).

@@ -43,7 +43,7 @@ import smpplib.client  # type: ignore[import-untyped]
 import smpplib.exceptions  # type: ignore[import-untyped]
 import smpplib.smpp  # type: ignore[import-untyped]
 
-from notify.senders.base import OutboundMessage, ReceiptSink, SendResult, SendStatus
+from notify.senders.base import OutboundMessage, ReceiptSink, SendResult, SendStatus, redact
 from notify.sms_parts import MAX_PARTS, gsm7_encode, sms_encode_parts, ucs2_encode
 
 logger = logging.getLogger(__name__)
@@ -516,7 +516,7 @@ class _SmppLink:
         first = self._later_parts.get(receipt.message_id)
         if first is not None and receipt.status == SendStatus.SENT:
             return
-        self.receipts(first or receipt.message_id, receipt.status, receipt.detail)
+        self.receipts(first or receipt.message_id, receipt.status, redact(receipt.detail))
 
     def _next_deadline(self) -> float:
         config = self.config

@@ -70,7 +70,10 @@ class LiveServer:
                 self.process.wait()
 
 
-def start_server(log_dir: Path, **extra_env: str) -> LiveServer:
+def start_server(log_dir: Path, server_args: tuple[str, ...] = (), **extra_env: str
+                 ) -> LiveServer:
+    """A server process (manage.py serve) on a free loopback port; `server_args` are extra
+    options of the serve command."""
     port = _free_port()
     env = {
         **os.environ,
@@ -84,7 +87,7 @@ def start_server(log_dir: Path, **extra_env: str) -> LiveServer:
     process = subprocess.Popen(
         # SONOR_E2E_SERVER=daphne runs the same tests against daphne (.ci/run does once).
         [sys.executable, "manage.py", "serve", "--port", str(port),
-         "--server", os.environ.get("SONOR_E2E_SERVER", "uvicorn")],
+         "--server", os.environ.get("SONOR_E2E_SERVER", "uvicorn"), *server_args],
         cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
     )
     server = LiveServer(port=port, process=process, log_path=log_path)
@@ -106,8 +109,8 @@ def live_server_factory(transactional_db: None, tmp_path: Path
                         ) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 
-    def factory(**extra_env: str) -> LiveServer:
-        server = start_server(tmp_path, **extra_env)
+    def factory(server_args: tuple[str, ...] = (), **extra_env: str) -> LiveServer:
+        server = start_server(tmp_path, server_args, **extra_env)
         servers.append(server)
         return server
 

@@ -2,6 +2,7 @@
 
 import itertools
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -23,10 +24,11 @@ def _fresh_throttle() -> Iterator[None]:
 
 @pytest.fixture
 def make_agency(db: None) -> Callable[..., tuple[Agency, str]]:
-    """make_agency(name=None) -> (agency, its API key)."""
+    """make_agency(name=None, categories=None, broadcast_all=False) -> (agency, its API key);
+    the scopes default to agency_create's."""
 
-    def make(name: str | None = None) -> tuple[Agency, str]:
-        return agency_create(name=name or f"Агентлаг {next(_names)}")
+    def make(name: str | None = None, **scopes: Any) -> tuple[Agency, str]:
+        return agency_create(name=name or f"Агентлаг {next(_names)}", **scopes)
 
     return make
 

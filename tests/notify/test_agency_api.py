@@ -316,14 +316,19 @@ def _shown_keys(html: str) -> list[str]:
 
 def test_staff_create_an_agency_in_the_admin_and_see_its_key_once(
         staff_client: Client, citizen: User) -> None:
+    form = staff_client.get("/admin/notify/agency/add/").content.decode()
+    # Offered checked: every category but security.
+    assert re.search(r'value="service_request"[^>]*checked', form)
+    assert not re.search(r'value="security"[^>]*checked', form)
     response = staff_client.post("/admin/notify/agency/add/", {
-        "name": "Татварын ерөнхий газар",
+        "name": "Татварын ерөнхий газар", "categories": ["service_request", "payment"],
         "api_keys-TOTAL_FORMS": "0", "api_keys-INITIAL_FORMS": "0",
     })
     assert response.status_code == 200, response.content[:500]
     [key] = _shown_keys(response.content.decode())
     assert "no-store" in response["Cache-Control"]
     agency = Agency.objects.get(name="Татварын ерөнхий газар")
+    assert (agency.categories, agency.broadcast_all) == (["service_request", "payment"], False)
     assert api_key_authenticate(key=key) == agency
     assert send(JsonClient(key), citizen.register_number).status_code == 202
     # The change page lists the key by its prefix only.

@@ -23,7 +23,7 @@ from chatserver import protocol
 from identity.models import User
 from identity.services import account_close
 from notify.broadcasts import broadcast_batch_process
-from notify.models import Broadcast, Notification
+from notify.models import Agency, Broadcast, Notification
 from notify.selectors import inbox_seq
 from notify.services import notification_create
 from notify.workdays import earliest_after_working_days
@@ -61,6 +61,12 @@ def assert_gap_free(users: list[User]) -> None:
                     .values_list("seq", flat=True))
         assert seqs == list(range(1, len(seqs) + 1)), (user, seqs)
         assert inbox_seq(user=user) == len(seqs)
+
+
+@pytest.fixture
+def agency_key(make_agency: Callable[..., tuple[Agency, str]]) -> tuple[Agency, str]:
+    """An agency that staff allowed to broadcast to every citizen."""
+    return make_agency("Улсын бүртгэлийн ерөнхий газар", broadcast_all=True)
 
 
 @pytest.fixture
@@ -320,7 +326,7 @@ async def test_fan_out_pushes_notify_new_and_unread_live(
     await database_sync_to_async(notification_create)(
         user=citizen, category="security", title="Шинэ нэвтрэлт", body="Нэвтэрлээ.")
     socket = await ws_connect(await database_sync_to_async(make_token)(citizen), ready=True)
-    _, key = await database_sync_to_async(make_agency)()
+    _, key = await database_sync_to_async(make_agency)(broadcast_all=True)
     response = await database_sync_to_async(post_broadcast)(JsonClient(key))
     assert response.status_code == 202
     assert await database_sync_to_async(broadcast_batch_process)()

@@ -1,0 +1,21 @@
+"""Errors of sessions and account confirmation (chatserver/errors.py holds the shared ones)."""
+
+from chatserver.errors import AppError, Unauthenticated
+
+
+class SessionExpired(Unauthenticated):
+    code = "session_expired"
+    message = "This session has expired; log in again."
+
+
+class ConfirmationRequired(AppError):
+    code = "confirmation_required"
+    status = 403
+    message = ("Confirm with the code sent to your phone (POST account/close/code), "
+               "or log in again and retry within a few minutes.")
+
+
+class NoVerifiedPhone(AppError):
+    code = "no_verified_phone"
+    status = 409
+    message = "There is no verified phone number to send a code to; log in again instead."
