@@ -411,7 +411,7 @@ class SessionWatcher:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(settings.SONOR_WS_SESSION_RECHECK)
+            await asyncio.sleep(max(0.05, settings.SONOR_WS_SESSION_RECHECK))
             try:
                 await self.check_now()
             except Exception:
