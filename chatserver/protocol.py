@@ -191,7 +191,8 @@ class NotifyUnread(Frame):
 
 class SessionRevoked(Frame):
     """Sent before the server closes the socket (code 4401). `reason`: logout,
-    account_closed, suspended, or number_lost (the phone number passed to someone else)."""
+    account_closed, suspended, number_lost (the phone number passed to someone else), or
+    expired (the session's idle or absolute lifetime ran out)."""
 
     type: Literal["session.revoked"] = "session.revoked"
     reason: str
