@@ -73,7 +73,7 @@ from chatserver.selectors import (
     room_unread_count,
     user_visible_get,
 )
-from chatserver.throttle import throttle_check
+from chatserver.throttle import throttle_check, throttle_check_many
 from identity.domain import mobile_parse
 from identity.models import PhoneNumber, User
 from notify.chat_push import chat_pushes_on_delete, chat_pushes_on_read
@@ -180,8 +180,12 @@ def _text_checked(text: str, *, confirm_pii: bool) -> str:
     return clean
 
 
+def _send_throttle_key(user: User) -> str:
+    return f"chat-send:{user.pk}"
+
+
 def _send_throttle(user: User) -> None:
-    throttle_check(key=f"chat-send:{user.pk}", limit=chat_setting("SONOR_CHAT_SEND_RATE"),
+    throttle_check(key=_send_throttle_key(user), limit=chat_setting("SONOR_CHAT_SEND_RATE"),
                    window_seconds=chat_setting("SONOR_CHAT_SEND_WINDOW"))
 
 
@@ -268,12 +272,19 @@ def messages_send_batch(requests: list[SendRequest]) -> list[SendOutcome]:
         else:
             try:
                 clean = _text_checked(request.text, confirm_pii=request.confirm_pii)
-                _send_throttle(request.sender)
             except AppError as exc:
                 outcomes[index] = exc
                 continue
             first_of[request.key] = index
             to_store.append((index, clean))
+    limited = throttle_check_many(
+        keys=[_send_throttle_key(requests[index].sender) for index, _ in to_store],
+        limit=chat_setting("SONOR_CHAT_SEND_RATE"),
+        window_seconds=chat_setting("SONOR_CHAT_SEND_WINDOW"))
+    for (index, _), refusal in zip(to_store, limited, strict=True):
+        if refusal is not None:
+            outcomes[index] = refusal
+    to_store = [item for item, refusal in zip(to_store, limited, strict=True) if refusal is None]
     to_store.sort(key=lambda item: (requests[item[0]].room_id, item[0]))
     try:
         with transaction.atomic():
