@@ -24,6 +24,7 @@ SONOR_CHAT_PRESENCE_FLUSH         seconds a process collects presence changes be
 SONOR_CHAT_SOCKET_BUFFER          room frames a socket may have waiting; beyond, it is closed
                                   (4408: resume) and the frames counted as dropped (1000)
 SONOR_RESUME_LIMIT                (shared with the inbox) events per stream in one resume
+SONOR_RESUME_TOTAL_LIMIT          room events in one resume, all rooms together (5,000)
 """
 
 from typing import Any

@@ -109,7 +109,8 @@ account suspended) first receives `session.revoked` with a reason, then is close
   stream's `seq`, or reconnects, sends `hello` again with the last `seq` it has of each stream.
 - `hello` is answered by `welcome`, then by exactly the events missed since the given
   sequence numbers, in order, with nothing left out. Where the server cannot answer exactly
-  (more than `SONOR_RESUME_LIMIT` events were missed, 1,000 by default), it sends none of that
+  (more than `SONOR_RESUME_LIMIT` events were missed, 1,000 by default, or the rooms together
+  passed `SONOR_RESUME_TOTAL_LIMIT`, 5,000), it sends none of that
   stream's events and lists the stream in `welcome.resync` (`"inbox"` for the inbox,
   `"room:<id>"` for a room); the client then reloads that stream over the REST API
   (`GET /api/v1/inbox`, `GET /api/v1/rooms/{{id}}/messages`). Rooms the user joined while

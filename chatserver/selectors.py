@@ -49,7 +49,8 @@ def welcome_build(*, session: DeviceSession, request_id: str,
         else:
             events.extend(notification_frame(n) for n in missed)
     room_events, room_resync = chat_resume(user=user, rooms=resume.rooms,
-                                           limit=settings.SONOR_RESUME_LIMIT)
+                                           limit=settings.SONOR_RESUME_LIMIT,
+                                           total_limit=settings.SONOR_RESUME_TOTAL_LIMIT)
     events.extend(room_events)
     resync.extend(room_resync)
     welcome = protocol.Welcome(
@@ -121,13 +122,15 @@ def _events_query() -> Any:
 
 # ---- resume and history --------------------------------------------------------------------
 
-def chat_resume(*, user: User, rooms: dict[str, int], limit: int
+def chat_resume(*, user: User, rooms: dict[str, int], limit: int, total_limit: int
                 ) -> tuple[list[ChatEventFrame], list[str]]:
     """The room events the client missed, in order per room: for each listed room the events
     after its seq, and for each room the user is in that the client did not list, the events
     since the user joined. A room with more than `limit` missed events, or whose seq the
     server never reached, is named in resync instead (no partial answer); so is a listed room
-    the user was never in. A room the user left gives the events up to the leaving."""
+    the user was never in. A room the user left gives the events up to the leaving. Past
+    `total_limit` events in all, the remaining rooms are named in resync too: one hello never
+    asks for more than that."""
     given: dict[int, int] = {}
     for key, seq in rooms.items():
         if key.isdigit() and int(key) > 0:
@@ -151,9 +154,10 @@ def chat_resume(*, user: User, rooms: dict[str, int], limit: int
         after = max(after, membership.joined_seq - 1)
         if head <= after:
             continue
-        if head - after > limit:
+        if head - after > min(limit, total_limit):
             resync.append(RESYNC_ROOM.format(room_id))
             continue
+        total_limit -= head - after
         ranges.append((room_id, after, head))
     resync.extend(RESYNC_ROOM.format(room_id) for room_id in sorted(set(given) - seen))
     frames: list[ChatEventFrame] = []

@@ -225,6 +225,8 @@ SONOR_METRICS_FROM = _env_list("SONOR_METRICS_FROM", "127.0.0.1,::1")
 SONOR_WS_MAX_FRAME_BYTES = 64 * 1024
 # hello returns at most this many missed events per stream, else says resync.
 SONOR_RESUME_LIMIT = int(os.environ.get("SONOR_RESUME_LIMIT", "1000"))
+# ... and at most this many room events in all; further rooms are named in resync.
+SONOR_RESUME_TOTAL_LIMIT = int(os.environ.get("SONOR_RESUME_TOTAL_LIMIT", "5000"))
 SONOR_WS_RATE_PER_SECOND = float(os.environ.get("SONOR_WS_RATE_PER_SECOND", "20"))
 SONOR_WS_RATE_BURST = int(os.environ.get("SONOR_WS_RATE_BURST", "60"))
 # Each process re-checks its sockets' sessions this often (seconds), in one query, in case

@@ -6,7 +6,7 @@ from channels.db import database_sync_to_async
 
 from chatserver import protocol, services
 from tests.chatserver import chat_helpers
-from tests.chatserver.chat_helpers import direct_room, group, phone_of, send
+from tests.chatserver.chat_helpers import direct_room, group, phone_of, send, seqs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 chat_user = chat_helpers.chat_user
@@ -126,6 +126,30 @@ async def test_gap_beyond_the_window_says_resync_for_that_room_only(
     # Exactly at the window is still answered.
     welcome, events = await hello(socket, rooms={busy.pk: 5, quiet.pk: 4})
     assert welcome.resync == [] and [e.seq for e in events] == [6, 7, 8, 9, 10]
+
+
+async def test_one_hello_resumes_at_most_the_total_limit_and_names_the_rest(
+        ws_connect, make_token, chat_user, settings) -> None:
+    settings.SONOR_RESUME_TOTAL_LIMIT = 5
+    settings.SONOR_CHAT_SEND_RATE = 1000
+
+    def setup():  # type: ignore[no-untyped-def]
+        a, b = chat_user(), chat_user()
+        rooms = [group(a, b, name=f"g{i}") for i in range(3)]
+        heads = {}
+        for room in rooms:
+            heads[room.pk] = seqs(room)[-1]
+            for i in range(3):
+                send(a, room, f"{i}")
+        return b, rooms, heads
+
+    b, rooms, heads = await database_sync_to_async(setup)()
+    socket = await offline_user_socket(ws_connect, make_token, b)
+    welcome, events = await hello(socket, rooms=heads)
+    # 3 + 3 would pass 5: the first room is answered, the others are left to a reload.
+    assert [(e.room, e.seq) for e in events] == [
+        (rooms[0].pk, heads[rooms[0].pk] + i) for i in (1, 2, 3)]
+    assert welcome.resync == [f"room:{room.pk}" for room in rooms[1:]]
 
 
 async def test_removed_while_offline_gets_events_up_to_the_removal(
