@@ -2,8 +2,12 @@
 use): each request gets exactly what message_send would answer, seqs stay gap-free and in
 arrival order per room, and a failed request changes nothing for the others."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from channels.db import database_sync_to_async
+from django.db import close_old_connections, connection
 
 from chatserver import protocol, services
 from chatserver.chat_errors import NotMember, PiiWarning
@@ -98,3 +102,36 @@ async def test_many_sockets_sending_at_once_are_all_acked_and_delivered_in_order
     stored = await database_sync_to_async(lambda: RoomEvent.objects.filter(
         room=room, kind=RoomEvent.Kind.MESSAGE).count())()
     assert stored == total
+
+
+def _in_thread(fn, *args):  # type: ignore[no-untyped-def]
+    try:
+        return fn(*args)
+    finally:
+        close_old_connections()
+        connection.close()
+
+
+def test_concurrent_batches_over_the_same_rooms_store_everything_gap_free(
+        chat_user, settings) -> None:
+    """Several processes' writers at once (threads with their own connections here), each
+    batch touching the same rooms in a different order: no deadlock, no gap, no loss."""
+    settings.SONOR_CHAT_SEND_RATE = 1000
+    users = [chat_user() for _ in range(4)]
+    rooms = [group(users[0], *users[1:], name=f"g{i}") for i in range(3)]
+    heads = [seqs(room)[-1] for room in rooms]
+    barrier = threading.Barrier(4)
+
+    def batch(n: int) -> list[object]:
+        order = rooms if n % 2 else rooms[::-1]
+        requests = [SendRequest(sender=users[n], room_id=room.pk, client_msg_id=f"{n}-{i}",
+                                text=f"{n}/{i}")
+                    for i in range(5) for room in order]
+        barrier.wait()
+        return messages_send_batch(requests)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda n: _in_thread(batch, n), range(4)))
+    assert all(isinstance(outcome, RoomEvent) for outcomes in results for outcome in outcomes)
+    for room, head in zip(rooms, heads, strict=True):
+        assert seqs(room) == list(range(1, head + 4 * 5 + 1))
