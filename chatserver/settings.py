@@ -338,7 +338,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("SONOR_LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "INFO"}},
+    # Not a line per socket opened or closed: with 10,000s of sockets per process that is
+    # most of the log (and measurably slower connects). Errors still show.
+    "loggers": {"django.channels.server": {"level": "WARNING"},
+                "uvicorn.error": {"level": "WARNING"}},
 }
 
 

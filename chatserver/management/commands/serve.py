@@ -34,6 +34,8 @@ class Command(BaseCommand):
                                       "-p", str(port), APPLICATION])
         import uvicorn
 
+        self.stdout.write(f"sonor: serving on http://{host}:{port} (uvicorn)")
+        self.stdout.flush()
         uvicorn.run(
             APPLICATION, host=host, port=port, loop="uvloop", http="httptools",
             ws="websockets", ws_per_message_deflate=False,
