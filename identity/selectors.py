@@ -75,7 +75,8 @@ def session_end_reason(*, session_id: int) -> str | None:
     """Why a session no longer admits its device (None while it does): the revocation's
     reason, the account's status, or `expired` (idle or absolute lifetime). A live socket
     re-checking counts as use of its session (session_touch)."""
-    session = DeviceSession.objects.select_related("user").filter(pk=session_id).first()
+    session = next(iter(DeviceSession.objects.select_related("user").filter(pk=session_id)[:1]),
+                   None)
     if session is None:
         return "logout"
     return _end_reason(session)
