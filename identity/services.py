@@ -27,7 +27,7 @@ from identity.domain import mobile_parse, register_parse
 from identity.errors import ConfirmationRequired, NoVerifiedPhone, SessionExpired
 from identity.models import AccessLogEntry, DeviceSession, PhoneNumber, PhoneVerification, User
 from identity.selectors import session_is_expired, session_touch
-from identity.signals import phone_verified
+from identity.signals import account_closed, phone_released, phone_verified
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,8 @@ def _phone_bind(*, user: User, e164: str, now: datetime) -> PhoneNumber:
         current.released_at = now
         current.release_reason = "reassigned"
         current.save(update_fields=["released_at", "release_reason"])
+        phone_released.send(sender=PhoneNumber, user=current.user, e164=e164,
+                            reason="number_changed_hands")
         _notify_number_lost(user=current.user, e164=e164)
         # The number's new owner may hold the old owner's SIM: the old devices log out.
         DeviceSession.objects.filter(user=current.user, revoked_at__isnull=True).update(
@@ -137,8 +139,11 @@ def _phone_bind(*, user: User, e164: str, now: datetime) -> PhoneNumber:
         log.info("number %s moved from user %s to user %s", e164[:-4] + "****",
                  current.user_id, user.pk)
     # One active number per user: a new number replaces the old one.
-    PhoneNumber.objects.filter(user=user, released_at__isnull=True).update(
-        released_at=now, release_reason="replaced")
+    replaced = PhoneNumber.objects.filter(user=user, released_at__isnull=True)
+    for old_e164 in list(replaced.values_list("e164", flat=True)):
+        phone_released.send(sender=PhoneNumber, user=user, e164=old_e164,
+                            reason="number_replaced")
+    replaced.update(released_at=now, release_reason="replaced")
     try:
         with transaction.atomic():
             phone = PhoneNumber.objects.create(user=user, e164=e164, verified_at=now)
@@ -267,6 +272,7 @@ def account_close(*, user: User) -> None:
     DeviceSession.objects.filter(user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), revoke_reason="account_closed")
     revoke_on_commit(user_group(user.pk), "account_closed")
+    account_closed.send(sender=User, user=user)
     log.info("user %s closed their account", user.pk)
 
 
