@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from identity.models import PhoneNumber, User
@@ -35,6 +35,7 @@ from notify.models import (
     Notification,
     NotifySettings,
     Preference,
+    SmsBudgetDay,
 )
 from notify.preferences import channel_enabled
 from notify.senders.base import OutboundMessage, SendResult, SendStatus
@@ -288,21 +289,40 @@ def delivery_record(*, delivery: Delivery, result: SendResult, started_at: datet
              result.status, result.detail)
 
 
-def _sms_budget_exhausted_until(delivery: Delivery) -> datetime | None:
-    """Local midnight, if this SMS would take its agency past today's budget of parts.
-    Workers racing at the edge may overshoot by the messages they send at once."""
+def _local_midnight(now: datetime) -> datetime:
+    return now.astimezone(LOCAL_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _sms_budget_reserve(delivery: Delivery) -> tuple[SmsBudgetDay, int] | None | datetime:
+    """Take this SMS's parts from its agency's budget for today before it is sent: (the
+    day's row, parts taken); None when no budget applies; local midnight when today's
+    budget cannot take it. Check and spend are one conditional UPDATE (the row lock makes
+    racing workers wait and re-check), so together they never spend more than the budget."""
     agency = delivery.notification.agency if delivery.notification else None
     if agency is None or agency.sms_daily_budget_parts is None:
         return None
-    midnight = timezone.now().astimezone(LOCAL_TZ).replace(hour=0, minute=0, second=0,
-                                                           microsecond=0)
-    used = Delivery.objects.filter(
-        channel="sms", notification__agency=agency, sent_at__gte=midnight,
-    ).aggregate(parts=Sum("parts"))["parts"] or 0
+    midnight = _local_midnight(timezone.now())
+    # The first row of a day starts from what was already sent (rows sent before this
+    # ledger existed).
+    day, _ = SmsBudgetDay.objects.get_or_create(
+        agency=agency, day=midnight.date(), defaults={"parts": Delivery.objects.filter(
+            channel="sms", notification__agency=agency, sent_at__gte=midnight,
+        ).aggregate(parts=Sum("parts"))["parts"] or 0})
     needed = sms_encode_parts(delivery.notification.body).count
-    if used + needed <= agency.sms_daily_budget_parts:
-        return None
-    return midnight + timedelta(days=1)
+    taken = SmsBudgetDay.objects.filter(
+        pk=day.pk, parts__lte=agency.sms_daily_budget_parts - needed,
+    ).update(parts=F("parts") + needed)
+    if not taken:
+        return midnight + timedelta(days=1)
+    return day, needed
+
+
+def _sms_budget_settle(day: SmsBudgetDay, reserved: int, result: SendResult) -> None:
+    """Give back what was not spent: all of it when the SMS did not go, the difference when
+    the operator billed fewer parts (more is taken as billed)."""
+    spent = result.parts if result.status == SendStatus.SENT else 0
+    if spent != reserved:
+        SmsBudgetDay.objects.filter(pk=day.pk).update(parts=F("parts") + (spent - reserved))
 
 
 def deliveries_process(*, batch_size: int | None = None, worker_id: str = WORKER_ID) -> bool:
@@ -324,10 +344,13 @@ def deliveries_process(*, batch_size: int | None = None, worker_id: str = WORKER
             _finish(delivery, worker_id, Delivery.Status.CANCELLED,
                     last_error=f"cancelled: {reason}")
             continue
-        if delivery.channel == "sms" and (tomorrow := _sms_budget_exhausted_until(delivery)):
-            _finish(delivery, worker_id, Delivery.Status.PENDING, next_attempt_at=tomorrow,
+        budget = _sms_budget_reserve(delivery) if delivery.channel == "sms" else None
+        if isinstance(budget, datetime):
+            _finish(delivery, worker_id, Delivery.Status.PENDING, next_attempt_at=budget,
                     last_error="the agency's daily SMS budget is used up")
             continue
         result = async_to_sync(sender_for(delivery.channel).send)(_outbound(delivery))
+        if budget is not None:
+            _sms_budget_settle(*budget, result)
         delivery_record(delivery=delivery, result=result, started_at=now, worker_id=worker_id)
     return bool(claimed)

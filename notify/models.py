@@ -311,3 +311,17 @@ class DeliveryAttempt(models.Model):
     detail = models.CharField(max_length=500, blank=True)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
+
+
+class SmsBudgetDay(models.Model):
+    """SMS parts an agency's notifications took on one local day (Asia/Ulaanbaatar). A
+    worker reserves a message's parts here with one conditional UPDATE before it sends, so
+    racing workers never spend past the budget together."""
+
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    parts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agency", "day"],
+                                               name="sms_budget_day_unique")]
