@@ -24,12 +24,13 @@ from chatserver.errors import (
 )
 from chatserver.realtime import revoke_on_commit, session_group, user_group
 from identity.domain import mobile_parse, register_parse
-from identity.errors import ConfirmationRequired, NoVerifiedPhone, SessionExpired
+from identity.errors import ConfirmationRequired, NoVerifiedPhone, SessionExpired, SmsFailed
 from identity.models import AccessLogEntry, DeviceSession, PhoneNumber, PhoneVerification, User
 from identity.selectors import session_is_expired, session_touch
 from identity.signals import account_closed, phone_released, phone_verified
 
 log = logging.getLogger(__name__)
+SMS_FAILED_RETRY_SECONDS = 60  # the hint when the operator gave none
 
 
 def token_hash(token: str) -> str:
@@ -65,7 +66,14 @@ def _code_send(*, user: User, e164: str, purpose: str, text: str) -> PhoneVerifi
     )
     from notify.services import sms_send_now  # notify builds on identity
 
-    sms_send_now(to=e164, text=text.format(code=code))
+    result = sms_send_now(to=e164, text=text.format(code=code))
+    if result.status != "sent":
+        # Never answered as sent: the code cannot be used (an older one still can), and it
+        # still counts against the hourly limit, which also bounds calls to the operator.
+        PhoneVerification.objects.filter(pk=verification.pk).update(consumed_at=now)
+        log.warning("%s code %s for user %s not sent: %s", purpose, verification.pk, user.pk,
+                    result.status)
+        raise SmsFailed(result.retry_after or SMS_FAILED_RETRY_SECONDS)
     log.info("%s code %s sent for user %s", purpose, verification.pk, user.pk)
     return verification
 
