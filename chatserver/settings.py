@@ -251,15 +251,13 @@ SONOR_WORKER_SLEEP = float(os.environ.get("SONOR_WORKER_SLEEP", "1.0"))
 # Run the worker's jobs inside the server process (the embedded default: one process).
 SONOR_EMBEDDED_WORKER = _env_bool("SONOR_EMBEDDED_WORKER")
 # Planned maintenance is announced this many working days ahead (terms 13.2). Working days
-# are Monday to Friday in TIME_ZONE, less public holidays: yearly fixed dates (MM-DD) and
-# dated ones (YYYY-MM-DD: the lunar Tsagaan Sar and Chinggis Khaan's birthday move every year).
+# are Monday to Friday in TIME_ZONE, less Mongolia's public holidays (the `holidays`
+# package's calendar: Tsagaan Sar, Buddha's and Chinggis Khaan's birthdays move every year),
+# plus the days the government adds and less the ones it moves (YYYY-MM-DD lists).
 SONOR_MAINTENANCE_NOTICE_WORKING_DAYS = int(
     os.environ.get("SONOR_MAINTENANCE_NOTICE_WORKING_DAYS", "2"))
-SONOR_PUBLIC_HOLIDAYS_YEARLY = _env_list(
-    "SONOR_PUBLIC_HOLIDAYS_YEARLY",
-    "01-01,03-08,06-01,07-11,07-12,07-13,07-14,07-15,11-26,12-29",
-)
-SONOR_PUBLIC_HOLIDAYS = _env_list("SONOR_PUBLIC_HOLIDAYS", "")
+SONOR_HOLIDAYS_ADD = _env_list("SONOR_HOLIDAYS_ADD")
+SONOR_HOLIDAYS_REMOVE = _env_list("SONOR_HOLIDAYS_REMOVE")
 
 # Chat limits: chatserver/chat_config.py says what each one means.
 SONOR_CHAT_MEMBER_LIMIT = _env_int("SONOR_CHAT_MEMBER_LIMIT", 10000)

@@ -19,3 +19,12 @@ class NoVerifiedPhone(AppError):
     code = "no_verified_phone"
     status = 409
     message = "There is no verified phone number to send a code to; log in again instead."
+
+
+class SmsFailed(AppError):
+    code = "sms_failed"
+    status = 503
+    message = "The SMS with the code could not be sent; try again later."
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(None, retry_after=round(retry_after, 1))

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from chatserver.errors import (
@@ -24,12 +25,20 @@ from chatserver.errors import (
 )
 from chatserver.realtime import revoke_on_commit, session_group, user_group
 from identity.domain import mobile_parse, register_parse
-from identity.errors import ConfirmationRequired, NoVerifiedPhone, SessionExpired
-from identity.models import AccessLogEntry, DeviceSession, PhoneNumber, PhoneVerification, User
+from identity.errors import ConfirmationRequired, NoVerifiedPhone, SessionExpired, SmsFailed
+from identity.models import (
+    AccessLogEntry,
+    DeviceSession,
+    PhoneNumber,
+    PhoneVerification,
+    QrLogin,
+    User,
+)
 from identity.selectors import session_is_expired, session_touch
-from identity.signals import phone_verified
+from identity.signals import account_closed, phone_released, phone_verified
 
 log = logging.getLogger(__name__)
+SMS_FAILED_RETRY_SECONDS = 60  # the hint when the operator gave none
 
 
 def token_hash(token: str) -> str:
@@ -65,7 +74,14 @@ def _code_send(*, user: User, e164: str, purpose: str, text: str) -> PhoneVerifi
     )
     from notify.services import sms_send_now  # notify builds on identity
 
-    sms_send_now(to=e164, text=text.format(code=code))
+    result = sms_send_now(to=e164, text=text.format(code=code))
+    if result.status != "sent":
+        # Never answered as sent: the code cannot be used (an older one still can), and it
+        # still counts against the hourly limit, which also bounds calls to the operator.
+        PhoneVerification.objects.filter(pk=verification.pk).update(consumed_at=now)
+        log.warning("%s code %s for user %s not sent: %s", purpose, verification.pk, user.pk,
+                    result.status)
+        raise SmsFailed(result.retry_after or SMS_FAILED_RETRY_SECONDS)
     log.info("%s code %s sent for user %s", purpose, verification.pk, user.pk)
     return verification
 
@@ -129,6 +145,8 @@ def _phone_bind(*, user: User, e164: str, now: datetime) -> PhoneNumber:
         current.released_at = now
         current.release_reason = "reassigned"
         current.save(update_fields=["released_at", "release_reason"])
+        phone_released.send(sender=PhoneNumber, user=current.user, e164=e164,
+                            reason="number_changed_hands")
         _notify_number_lost(user=current.user, e164=e164)
         # The number's new owner may hold the old owner's SIM: the old devices log out.
         DeviceSession.objects.filter(user=current.user, revoked_at__isnull=True).update(
@@ -137,8 +155,11 @@ def _phone_bind(*, user: User, e164: str, now: datetime) -> PhoneNumber:
         log.info("number %s moved from user %s to user %s", e164[:-4] + "****",
                  current.user_id, user.pk)
     # One active number per user: a new number replaces the old one.
-    PhoneNumber.objects.filter(user=user, released_at__isnull=True).update(
-        released_at=now, release_reason="replaced")
+    replaced = PhoneNumber.objects.filter(user=user, released_at__isnull=True)
+    for old_e164 in list(replaced.values_list("e164", flat=True)):
+        phone_released.send(sender=PhoneNumber, user=user, e164=old_e164,
+                            reason="number_replaced")
+    replaced.update(released_at=now, release_reason="replaced")
     try:
         with transaction.atomic():
             phone = PhoneNumber.objects.create(user=user, e164=e164, verified_at=now)
@@ -266,6 +287,7 @@ def account_close(*, user: User) -> None:
     DeviceSession.objects.filter(user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), revoke_reason="account_closed")
     revoke_on_commit(user_group(user.pk), "account_closed")
+    account_closed.send(sender=User, user=user)
     log.info("user %s closed their account", user.pk)
 
 
@@ -289,3 +311,43 @@ def user_unsuspend(*, user: User, by: User | None = None) -> None:
 def access_log_record(*, subject: User, actor_kind: str, actor_name: str, action: str) -> None:
     AccessLogEntry.objects.create(subject=subject, actor_kind=actor_kind,
                                   actor_name=actor_name, action=action)
+
+
+# ---- housekeeping --------------------------------------------------------------------------
+
+# How long what has ended is kept: QR logins and phone codes a month after they expired
+# (for support questions about a login or a code); sessions three months after they were
+# revoked or expired (the citizen's login history in their data export). Nothing that can
+# still be used is ever purged.
+PURGE_CODES_AFTER = timedelta(days=30)
+PURGE_SESSIONS_AFTER = timedelta(days=90)
+PURGE_CHUNK = 1000  # rows per DELETE: short transactions, short locks
+
+
+def _purge(rows: QuerySet[Model]) -> int:
+    deleted = 0
+    while ids := list(rows.values_list("pk", flat=True)[:PURGE_CHUNK]):
+        deleted += rows.model.objects.filter(pk__in=ids).delete()[1].get(
+            rows.model._meta.label, 0)
+    return deleted
+
+
+def identity_purge(*, now: datetime | None = None) -> dict[str, int]:
+    """Delete QR logins, phone codes and sessions that ended long enough ago; the numbers
+    deleted by kind. Run by the worker's purge job."""
+    now = now or timezone.now()
+    codes_before, sessions_before = now - PURGE_CODES_AFTER, now - PURGE_SESSIONS_AFTER
+    ended_sessions = (
+        Q(revoked_at__lt=sessions_before)
+        | Q(revoked_at__isnull=True, last_seen_at__lt=sessions_before - timedelta(
+            days=settings.SONOR_SESSION_IDLE_DAYS))
+        | Q(revoked_at__isnull=True, created_at__lt=sessions_before - timedelta(
+            days=settings.SONOR_SESSION_MAX_DAYS)))
+    purged = {
+        "qr_logins": _purge(QrLogin.objects.filter(expires_at__lt=codes_before)),
+        "phone_codes": _purge(PhoneVerification.objects.filter(expires_at__lt=codes_before)),
+        "sessions": _purge(DeviceSession.objects.filter(ended_sessions)),
+    }
+    if any(purged.values()):
+        log.info("purged %s", purged)
+    return purged

@@ -8,6 +8,17 @@
     is cleared by a data-only push the app uses to remove it
     message deleted -> its text is removed from every push row (waiting ones are cancelled)
     and from the development outbox's copies
+
+Why a cursor with holes: event ids are taken when the row is inserted, not when it commits,
+so on PostgreSQL a message of one room can become visible after a higher id of another room
+was already planned; a plain "id > cursor" would pass over it for good. Each pass records
+the ids it jumps over (in-flight, rolled back) as holes on the cursor row and looks them up
+again on the next passes, for CHAT_PUSH_HOLE_SECONDS; then a hole is given up (a rolled
+back send leaves one forever). Holes are few (a sequence gap per concurrent send), so the
+look-up is one small query. A late event is always its room's newest when it appears: a
+room's next seq is taken under the room's row lock, which the late writer holds until it
+commits, so planning it late never puts an older message over a newer one. New events are
+read before holes, so that a newer message of the late one's room is never read before it.
 """
 
 import logging
@@ -31,6 +42,8 @@ from notify.models import (
 
 log = logging.getLogger(__name__)
 CHAT_PUSH_VALIDITY = timedelta(hours=24)
+CHAT_PUSH_HOLE_SECONDS = 300  # how long an id passed over is looked for again
+CHAT_PUSH_HOLES_MAX = 1000  # a larger jump of ids (a sequence reset) is not followed
 
 
 def _collapse_key(room_id: int) -> str:
@@ -49,27 +62,36 @@ def _cursor_locked() -> ChatPushCursor:
 
 
 def chat_pushes_plan(*, batch_size: int = 200) -> bool:
-    """One unit of the worker: plan pushes for the next message events. Whether any event
-    was read."""
+    """One unit of the worker: plan pushes for the next message events and for those that
+    committed late (see the module's docstring). Whether any event was read."""
     now = timezone.now()
     live_after = now - timedelta(seconds=chat_setting("SONOR_CHAT_PRESENCE_TTL"))
     with transaction.atomic():
         cursor = _cursor_locked()
         # The events are locked while planned: a deletion waits for the plan and then removes
         # the text from the rows written here; a plan that waits for a deletion skips it.
-        events = list(
-            RoomEvent.objects.filter(pk__gt=cursor.last_event_id)
-            .select_related("room", "sender").select_for_update(of=("self",))
-            .order_by("pk")[:batch_size])
-        if not events:
-            return False
-        for event in events:
+        locked = (RoomEvent.objects.select_related("room", "sender")
+                  .select_for_update(of=("self",)).order_by("pk"))
+        new = list(locked.filter(pk__gt=cursor.last_event_id)[:batch_size])
+        holes = {int(pk): first for pk, first in cursor.holes.items()
+                 if now.timestamp() - first < CHAT_PUSH_HOLE_SECONDS}
+        late = list(locked.filter(pk__in=list(holes))) if holes else []
+        for event in sorted(late + new, key=lambda e: e.pk):
             if event.kind == RoomEvent.Kind.MESSAGE and event.deleted_at is None \
                     and now - event.created_at < CHAT_PUSH_VALIDITY:
                 _plan_event(event, now=now, live_after=live_after)
-        cursor.last_event_id = events[-1].pk
-        cursor.save(update_fields=["last_event_id"])
-    return True
+        for event in late:
+            del holes[event.pk]
+        if new:
+            seen = {event.pk for event in new}
+            start = max(cursor.last_event_id + 1, new[-1].pk - CHAT_PUSH_HOLES_MAX)
+            holes.update({pk: now.timestamp() for pk in range(start, new[-1].pk)
+                          if pk not in seen})
+            cursor.last_event_id = new[-1].pk
+        if new or holes != {int(pk): first for pk, first in cursor.holes.items()}:
+            cursor.holes = {str(pk): first for pk, first in holes.items()}
+            cursor.save(update_fields=["last_event_id", "holes"])
+    return bool(new or late)
 
 
 def _plan_event(event: RoomEvent, *, now: timezone.datetime, live_after: timezone.datetime

@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
-from identity.models import PhoneNumber
+from identity.models import PhoneNumber, User
 from identity.services import token_hash
 from notify.models import (
     AgencyMute,
@@ -35,6 +35,7 @@ from notify.models import (
     Notification,
     NotifySettings,
     Preference,
+    SmsBudgetDay,
 )
 from notify.preferences import channel_enabled
 from notify.senders.base import OutboundMessage, SendResult, SendStatus
@@ -143,6 +144,54 @@ def deliveries_cancel_on_read(*, notification_ids: list[int]) -> int:
     ).update(status=Delivery.Status.CANCELLED, finished_at=timezone.now())
 
 
+def _cancel_waiting(rows: QuerySet[Delivery], reason: str) -> int:
+    """Cancel rows not yet handed to a worker, with the reason in the ledger. Rows a worker
+    holds right now are stopped by its own check before sending (_cancel_reason)."""
+    return rows.filter(status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.CANCELLED, finished_at=timezone.now(),
+        last_error=f"cancelled: {reason}")
+
+
+def _of_user(user_id: int) -> Q:
+    return Q(notification__user_id=user_id) | Q(user_id=user_id)
+
+
+def deliveries_on_phone_released(sender: object, *, user: User, e164: str, reason: str,
+                                 **kwargs: object) -> int:
+    """identity.signals.phone_released receiver: the old owner's SMS still waiting for the
+    number (retries, escalations, quiet hours) must not reach its next owner."""
+    cancelled = _cancel_waiting(
+        Delivery.objects.filter(_of_user(user.pk), channel="sms", address=e164), reason)
+    log.info("number of user %s released (%s): %s SMS cancelled", user.pk, reason, cancelled)
+    return cancelled
+
+
+def deliveries_on_account_closed(sender: object, *, user: User, **kwargs: object) -> int:
+    """identity.signals.account_closed receiver: nothing more goes out to a closed account."""
+    cancelled = _cancel_waiting(Delivery.objects.filter(_of_user(user.pk)), "account_closed")
+    log.info("account of user %s closed: %s deliveries cancelled", user.pk, cancelled)
+    return cancelled
+
+
+def _cancel_reason(delivery: Delivery) -> str | None:
+    """Why a claimed row must not be sent any more: its account is closed, or its SMS
+    number is no longer the recipient's (the receivers above cancel waiting rows; this
+    catches rows a worker held or had leased when the change committed)."""
+    user = delivery.notification.user if delivery.notification else delivery.user
+    if user is None:
+        return None
+    if user.status == User.Status.CLOSED:
+        return "account_closed"
+    if delivery.channel == "sms":
+        phone = (PhoneNumber.objects.filter(user_id=user.pk, e164=delivery.address)
+                 .order_by("-verified_at").values_list("released_at", "release_reason")
+                 .first())
+        if phone is None or phone[0] is not None:
+            return "number_replaced" if phone and phone[1] == "replaced" \
+                else "number_changed_hands"
+    return None
+
+
 # ---- the worker's side ---------------------------------------------------------------------
 
 def deliveries_claim(*, limit: int, worker_id: str = WORKER_ID) -> list[Delivery]:
@@ -163,7 +212,7 @@ def deliveries_claim(*, limit: int, worker_id: str = WORKER_ID) -> list[Delivery
             status=Delivery.Status.SENDING, leased_by=worker_id,
             lease_until=now + timedelta(seconds=settings.SONOR_DELIVERY_LEASE_SECONDS))
     return list(Delivery.objects.filter(pk__in=ids).select_related(
-        "notification", "notification__user", "notification__agency"))
+        "notification", "notification__user", "notification__agency", "user"))
 
 
 def _finish(delivery: Delivery, worker_id: str, status: str, **fields: object) -> bool:
@@ -240,21 +289,40 @@ def delivery_record(*, delivery: Delivery, result: SendResult, started_at: datet
              result.status, result.detail)
 
 
-def _sms_budget_exhausted_until(delivery: Delivery) -> datetime | None:
-    """Local midnight, if this SMS would take its agency past today's budget of parts.
-    Workers racing at the edge may overshoot by the messages they send at once."""
+def _local_midnight(now: datetime) -> datetime:
+    return now.astimezone(LOCAL_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _sms_budget_reserve(delivery: Delivery) -> tuple[SmsBudgetDay, int] | None | datetime:
+    """Take this SMS's parts from its agency's budget for today before it is sent: (the
+    day's row, parts taken); None when no budget applies; local midnight when today's
+    budget cannot take it. Check and spend are one conditional UPDATE (the row lock makes
+    racing workers wait and re-check), so together they never spend more than the budget."""
     agency = delivery.notification.agency if delivery.notification else None
     if agency is None or agency.sms_daily_budget_parts is None:
         return None
-    midnight = timezone.now().astimezone(LOCAL_TZ).replace(hour=0, minute=0, second=0,
-                                                           microsecond=0)
-    used = Delivery.objects.filter(
-        channel="sms", notification__agency=agency, sent_at__gte=midnight,
-    ).aggregate(parts=Sum("parts"))["parts"] or 0
+    midnight = _local_midnight(timezone.now())
+    # The first row of a day starts from what was already sent (rows sent before this
+    # ledger existed).
+    day, _ = SmsBudgetDay.objects.get_or_create(
+        agency=agency, day=midnight.date(), defaults={"parts": Delivery.objects.filter(
+            channel="sms", notification__agency=agency, sent_at__gte=midnight,
+        ).aggregate(parts=Sum("parts"))["parts"] or 0})
     needed = sms_encode_parts(delivery.notification.body).count
-    if used + needed <= agency.sms_daily_budget_parts:
-        return None
-    return midnight + timedelta(days=1)
+    taken = SmsBudgetDay.objects.filter(
+        pk=day.pk, parts__lte=agency.sms_daily_budget_parts - needed,
+    ).update(parts=F("parts") + needed)
+    if not taken:
+        return midnight + timedelta(days=1)
+    return day, needed
+
+
+def _sms_budget_settle(day: SmsBudgetDay, reserved: int, result: SendResult) -> None:
+    """Give back what was not spent: all of it when the SMS did not go, the difference when
+    the operator billed fewer parts (more is taken as billed)."""
+    spent = result.parts if result.status == SendStatus.SENT else 0
+    if spent != reserved:
+        SmsBudgetDay.objects.filter(pk=day.pk).update(parts=F("parts") + (spent - reserved))
 
 
 def deliveries_process(*, batch_size: int | None = None, worker_id: str = WORKER_ID) -> bool:
@@ -272,10 +340,17 @@ def deliveries_process(*, batch_size: int | None = None, worker_id: str = WORKER
                 and delivery.notification.read_at is not None:
             _finish(delivery, worker_id, Delivery.Status.CANCELLED)
             continue
-        if delivery.channel == "sms" and (tomorrow := _sms_budget_exhausted_until(delivery)):
-            _finish(delivery, worker_id, Delivery.Status.PENDING, next_attempt_at=tomorrow,
+        if reason := _cancel_reason(delivery):
+            _finish(delivery, worker_id, Delivery.Status.CANCELLED,
+                    last_error=f"cancelled: {reason}")
+            continue
+        budget = _sms_budget_reserve(delivery) if delivery.channel == "sms" else None
+        if isinstance(budget, datetime):
+            _finish(delivery, worker_id, Delivery.Status.PENDING, next_attempt_at=budget,
                     last_error="the agency's daily SMS budget is used up")
             continue
         result = async_to_sync(sender_for(delivery.channel).send)(_outbound(delivery))
+        if budget is not None:
+            _sms_budget_settle(*budget, result)
         delivery_record(delivery=delivery, result=result, started_at=now, worker_id=worker_id)
     return bool(claimed)

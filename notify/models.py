@@ -299,9 +299,12 @@ class Delivery(models.Model):
 
 
 class ChatPushCursor(models.Model):
-    """How far the chat push job has read the rooms' message events (one row)."""
+    """How far the chat push job has read the rooms' message events (one row), and the ids
+    below that it passed over because they were not committed yet (notify.chat_push)."""
 
     last_event_id = models.BigIntegerField(default=0)
+    # {event id: when it was first passed over (Unix seconds)}
+    holes = models.JSONField(default=dict, blank=True)
 
 
 class DeliveryAttempt(models.Model):
@@ -311,3 +314,17 @@ class DeliveryAttempt(models.Model):
     detail = models.CharField(max_length=500, blank=True)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
+
+
+class SmsBudgetDay(models.Model):
+    """SMS parts an agency's notifications took on one local day (Asia/Ulaanbaatar). A
+    worker reserves a message's parts here with one conditional UPDATE before it sends, so
+    racing workers never spend past the budget together."""
+
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    parts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agency", "day"],
+                                               name="sms_budget_day_unique")]

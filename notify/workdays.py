@@ -1,18 +1,28 @@
 """Working days for notice periods (terms 13.2): Monday to Friday in the local time zone,
-less the public holidays configured in settings."""
+less Mongolia's public holidays. The calendar is the `holidays` package's (it follows the
+lunar ones: Tsagaan Sar, Buddha's and Chinggis Khaan's birthdays), corrected by the days the
+government adds or moves (SONOR_HOLIDAYS_ADD, SONOR_HOLIDAYS_REMOVE)."""
 
 from datetime import date, datetime, time, timedelta
+from functools import cache
 
+import holidays
 from django.conf import settings
 from django.utils import timezone
+
+
+@cache
+def _official_holidays(year: int) -> frozenset[date]:
+    return frozenset(holidays.country_holidays("MN", years=year))
 
 
 def is_working_day(day: date) -> bool:
     if day.weekday() >= 5:
         return False
-    if day.strftime("%m-%d") in settings.SONOR_PUBLIC_HOLIDAYS_YEARLY:
+    iso = day.isoformat()
+    if iso in settings.SONOR_HOLIDAYS_ADD:
         return False
-    return day.isoformat() not in settings.SONOR_PUBLIC_HOLIDAYS
+    return day not in _official_holidays(day.year) or iso in settings.SONOR_HOLIDAYS_REMOVE
 
 
 def earliest_after_working_days(start: datetime, working_days: int) -> datetime:

@@ -1,8 +1,9 @@
 """The background worker: a loop over jobs, each doing one short unit of work.
 
     run_worker --> loop: for job in jobs: did_work |= job()  --> sleep only if none did work
-                   jobs: broadcast fan-out (one batch per call); the delivery pipeline adds
-                   its outbox job here.
+                   jobs: the delivery outbox, chat pushes, broadcast fan-out (one batch
+                   per call), and the purge of ended logins, codes and sessions (at most
+                   every PURGE_EVERY_SECONDS per worker; see identity.services.identity_purge)
 
 Several workers may run at once: each unit claims its rows with SKIP LOCKED on PostgreSQL
 (SQLite runs one writer at a time). A stop request (SIGTERM, SIGINT) ends the loop between
@@ -11,11 +12,13 @@ units, never inside a transaction.
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.db import close_old_connections, connection
 
+from identity.services import identity_purge
 from notify.broadcasts import broadcast_batch_process
 from notify.chat_push import chat_pushes_plan
 from notify.delivery import deliveries_process
@@ -29,11 +32,29 @@ class Job:
     run: Callable[[], bool]  # True when it did some work (the loop runs again at once)
 
 
+PURGE_EVERY_SECONDS = 600
+
+
+def every(seconds: float, run: Callable[[], bool]) -> Callable[[], bool]:
+    """`run` at most once per `seconds` (the first call runs); False when it is not time."""
+    last: list[float] = []
+
+    def gated() -> bool:
+        now = time.monotonic()
+        if last and now - last[0] < seconds:
+            return False
+        last[:] = [now]
+        return run()
+
+    return gated
+
+
 def default_jobs(*, batch_size: int | None = None) -> list[Job]:
     return [
         Job("deliveries", lambda: deliveries_process()),
         Job("chat pushes", lambda: chat_pushes_plan()),
         Job("broadcasts", lambda: broadcast_batch_process(batch_size=batch_size)),
+        Job("purge", every(PURGE_EVERY_SECONDS, lambda: any(identity_purge().values()))),
     ]
 
 

@@ -224,7 +224,8 @@ async def test_rotation_pauses_while_a_phone_is_asked_to_approve(
     socket = await open_login_socket()
     _, token = await socket.receive_code()
     await scanned(socket, token, approver_token)
-    await socket.comm.receive_nothing(timeout=1.5)  # no new code while "confirm on your phone"
+    # No new code while "confirm on your phone" shows, past a whole rotation period.
+    assert await socket.comm.receive_nothing(timeout=1.5)
     response = await api_post("qr/approve", {"token": token}, approver_token)
     assert response.status_code == 200, response.content
     assert isinstance(await socket.receive(), protocol.LoginApproved)
@@ -265,7 +266,7 @@ async def test_lookup_shows_the_requester_and_tells_the_page(
     # The same phone may look it up again, also with the QR's whole text; the page hears once.
     again = await api_post("qr/lookup", {"token": QR_PREFIX + token}, approver_token)
     assert again.status_code == 200
-    await socket.comm.receive_nothing(timeout=0.3)
+    assert await socket.comm.receive_nothing(timeout=0.3)
 
 
 async def test_approve_delivers_the_session_only_to_the_page_that_asked(
@@ -283,7 +284,7 @@ async def test_approve_delivers_the_session_only_to_the_page_that_asked(
     assert isinstance(approved, protocol.LoginApproved)
     assert approved.user_name == "Болд"
     await socket.expect_close()  # the login socket's work is done
-    await bystander.comm.receive_nothing(timeout=0.5)
+    assert await bystander.comm.receive_nothing(timeout=0.5)
 
     session: DeviceSession = await database_sync_to_async(session_authenticate)(
         token=approved.token)
@@ -380,7 +381,7 @@ async def test_expired_code_cannot_be_looked_up(open_login_socket: OpenSocket,
     _, token = await socket.receive_code()
     await qr_login_expire(token)
     assert_error(await api_post("qr/lookup", {"token": token}, approver_token), 410, "qr_expired")
-    await socket.comm.receive_nothing(timeout=0.3)
+    assert await socket.comm.receive_nothing(timeout=0.3)
 
 
 async def test_code_expiring_after_lookup_cannot_be_approved(
@@ -391,7 +392,7 @@ async def test_code_expiring_after_lookup_cannot_be_approved(
     await qr_login_expire(token)
     assert_error(await api_post("qr/approve", {"token": token}, approver_token), 410,
                  "qr_expired")
-    await socket.comm.receive_nothing(timeout=0.3)
+    assert await socket.comm.receive_nothing(timeout=0.3)
 
 
 async def test_approve_without_lookup_is_refused(open_login_socket: OpenSocket,
@@ -422,7 +423,7 @@ async def test_only_the_device_that_scanned_may_decide(
                  "qr_not_scanned")
     assert_error(await api_post("qr/deny", {"token": token}, other_token), 409,
                  "qr_not_scanned")
-    await socket.comm.receive_nothing(timeout=0.3)
+    assert await socket.comm.receive_nothing(timeout=0.3)
     assert (await qr_login_of(token)).status == QrLogin.Status.SCANNED
 
 

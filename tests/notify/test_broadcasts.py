@@ -265,19 +265,12 @@ def local(*args: int) -> datetime:
     (local(2026, 11, 24, 0, 0), local(2026, 11, 26, 0, 0)),  # Tuesday midnight -> Thursday
     # Independence Day (26 Nov, yearly holiday) is not a working day.
     (local(2026, 11, 25, 10, 0), local(2026, 11, 30, 10, 0)),
-    # Friday before Naadam (11-15 July, Saturday to Wednesday) -> the next Friday.
-    (local(2026, 7, 10, 9, 0), local(2026, 7, 17, 9, 0)),
+    # Thursday before Naadam (10-15 July, Friday to Wednesday) -> the next Friday.
+    (local(2026, 7, 9, 9, 0), local(2026, 7, 17, 9, 0)),
 ])
 def test_earliest_maintenance_after_two_working_days(notice: datetime,
                                                      earliest: datetime) -> None:
     assert earliest_after_working_days(notice, 2) == earliest
-
-
-def test_public_holidays_come_from_settings(settings: Any) -> None:
-    settings.SONOR_PUBLIC_HOLIDAYS = ["2026-02-18", "2026-02-19", "2026-02-20"]  # Tsagaan Sar
-    assert earliest_after_working_days(local(2026, 2, 17, 12, 0), 2) == local(2026, 2, 24, 12, 0)
-    settings.SONOR_PUBLIC_HOLIDAYS = []
-    assert earliest_after_working_days(local(2026, 2, 17, 12, 0), 2) == local(2026, 2, 19, 12, 0)
 
 
 def test_maintenance_notice_less_than_two_working_days_ahead_is_refused(
