@@ -78,6 +78,7 @@ class Worker:
         self.closes: Counter[int] = Counter()
         self.posts: Counter[int] = Counter()
         self.last_frame_at = time.monotonic()
+        self.cpu_at = time.process_time()
 
     # ---- sockets --------------------------------------------------------------------------
 
@@ -157,8 +158,10 @@ class Worker:
                     if conn.ws is not None:
                         await conn.ws.close()
 
+        cpu_before = time.process_time()
         await asyncio.gather(*(one(s) for s in specs))
-        return {"opened": len(specs) - sum(failures.values()), "failures": dict(failures)}
+        return {"opened": len(specs) - sum(failures.values()), "failures": dict(failures),
+                "cpu_seconds": time.process_time() - cpu_before}
 
     async def cmd_close(self) -> int:
         conns, self.conns = self.conns, []
@@ -245,6 +248,7 @@ class Worker:
             "max_seq": self.max_seq, "unacked": len(self.pending), "errors": dict(self.errors),
             "closes": dict(self.closes), "posts": dict(self.posts),
             "open": sum(c.open for c in self.conns),
+            "cpu_seconds": time.process_time() - self.cpu_at,  # this worker's own CPU time
         }
         self.reset()
         return result

@@ -84,14 +84,16 @@ def markdown(results: dict[str, Any]) -> str:
                 row.append(f"{_num(fixed.get('p50_ms'))} / {_num(fixed.get('p99_ms'))}"
                            + ("" if fixed.get("lost") in (0, None) else f", lost {fixed['lost']}"))
             lines.append("| " + " | ".join(row) + " |")
-        top = max((s.get("deliveries_per_s", 0)
-                   for layout in ("rooms_of_10", "big_room")
-                   for s in (_get(results, "chat", RAW, layout, "search", "steps") or [])),
-                  default=0)
-        if top:
-            lines += ["", f"The load generator drove the raw app to {top:,} deliveries/s "
-                      "(its highest rate in any step): the generator is not what limits the "
-                      "Sonor figures below that."]
+        raw_steps = [s for layout in ("rooms_of_10", "big_room")
+                     for s in (_get(results, "chat", RAW, layout, "search", "steps") or [])]
+        if raw_steps:
+            top = max(raw_steps, key=lambda s: s["deliveries_per_s"])
+            lines += ["", f"The load generator drove the raw app to "
+                      f"{top['deliveries_per_s']:,} deliveries/s (its highest rate in any step; "
+                      f"p99 {_num(top['p99_ms'])} ms; CPU: generator "
+                      f"{top.get('generator_cpu_percent')} %, raw app "
+                      f"{top.get('server_cpu_percent')} % of a core): the generator is not what "
+                      "limits the Sonor figures below that."]
         lines += [
             "", "### 1.5× saturation (rooms of 10)", "",
             "| server | offered msgs/s | delivered / expected | lost | unacked | closed 4408 "
@@ -118,7 +120,8 @@ def markdown(results: dict[str, Any]) -> str:
             "Memory per connection = RSS slope from the first batch to the last; idle CPU = "
             "the server's CPU time over an idle interval with every socket open.", "",
             "| server | sockets | connects/s first batch | last batch | KiB per connection "
-            "| idle CPU % |", "| --- | --- | --- | --- | --- | --- |",
+            "| idle CPU % | CPU ms per connect: server / generator |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for server in conns:
             c = _get(results, "connections", server)
@@ -128,7 +131,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {server} | {_num(c['sockets'])} | {_num(c['connects_per_s_first'])}"
                 f"{_ratio(c['connects_per_s_first'], raw_first)} | "
                 f"{_num(c['connects_per_s_last'])} | {_num(c['kib_per_connection'])} | "
-                f"{c['idle_cpu_percent']:.1f} |")
+                f"{c['idle_cpu_percent']:.1f} | {c['server_cpu_ms_per_connect']:.2f} / "
+                f"{c['generator_cpu_ms_per_connect']:.2f} |")
 
     notify = _servers(results, "agency")
     if notify:
