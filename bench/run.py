@@ -11,7 +11,8 @@ uvicorn, on the embedded default (SQLite in a temporary data dir, in-memory laye
 a database and Redis are given (options or DATABASE_URL / REDIS_URL), on PostgreSQL + Redis.
 THE BENCH EMPTIES THAT DATABASE: give it one of its own. Scenarios run one after another,
 each over every server in turn (the servers interleaved, each started fresh); servers run on
-core 0, the load generator on core 1. Writes results.json, results.md and PNGs to --out.
+core 0, the load generator on core 1. Writes results.json, results.md and PNGs to --out
+(default bench/results/PROFILE).
 """
 
 import argparse
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -82,12 +84,14 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""))
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", ""))
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path,
+                        help="where to write the results (default: bench/results/PROFILE)")
     for name in ("users", "idle_sockets", "storm_sockets", "trial_seconds"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float if "seconds" in name
                             else int, help=f"override the profile's {name}")
     args = parser.parse_args()
 
+    args.out = args.out or ROOT / "bench" / "results" / args.profile
     profile = PROFILES[args.profile]
     for name in ("users", "idle_sockets", "storm_sockets", "trial_seconds"):
         if getattr(args, name) is not None:
@@ -103,6 +107,8 @@ def main() -> None:
         if name not in SCENARIOS:
             parser.error(f"unknown scenario {name!r}")
 
+    # A SIGTERM (a timeout, a CI cancel) unwinds like Ctrl-C: the servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     nofile = raise_nofile()
     if os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
         os.sched_setaffinity(0, {LOAD_CORE})  # the workers inherit it
@@ -161,14 +167,19 @@ def main() -> None:
                         _show_log(server)
                     finally:
                         server.stop()
+                _finish(results, started, args.out)  # what is measured so far, if stopped later
         finally:
             loadgen.close()
             for server in servers:
                 server.stop()
+    _finish(results, started, args.out)
+    log(f"done in {results['meta']['seconds']:.0f} s: {args.out / 'results.md'}")
+
+
+def _finish(results: dict, started: float, out: Path) -> None:
     results["meta"]["seconds"] = round(time.monotonic() - started, 1)
     results["meta"]["load_after"] = _load()
-    report.write(results, args.out)
-    log(f"done in {results['meta']['seconds']:.0f} s: {args.out / 'results.md'}")
+    report.write(results, out)
 
 
 def _show_log(server: Server) -> None:

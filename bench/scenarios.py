@@ -50,15 +50,15 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile(users=1000, trial_seconds=4, fixed_small=100, fixed_big=2, start_small=50,
+    "full": Profile(users=1000, trial_seconds=3, fixed_small=100, fixed_big=2, start_small=50,
                     start_big=2, max_steps=14, refine=2, factor=1.5, tries=3, saturation_seconds=8,
                     idle_sockets=10_000, connect_batch=1000, idle_seconds=10,
                     notify_users=200, notify_rate=5, notify_steps=6, storm_sockets=5000,
                     storm_jitter=5),
-    "quick": Profile(users=200, trial_seconds=2, fixed_small=50, fixed_big=2, start_small=50,
-                     start_big=2, max_steps=8, refine=1, factor=2.0, tries=3, saturation_seconds=3,
-                     idle_sockets=1000, connect_batch=250, idle_seconds=2,
-                     notify_users=50, notify_rate=5, notify_steps=3, storm_sockets=200,
+    "quick": Profile(users=100, trial_seconds=1.5, fixed_small=50, fixed_big=2, start_small=50,
+                     start_big=4, max_steps=7, refine=1, factor=2.0, tries=2,
+                     saturation_seconds=2, idle_sockets=500, connect_batch=125, idle_seconds=2,
+                     notify_users=50, notify_rate=5, notify_steps=2, storm_sockets=100,
                      storm_jitter=1, drain_max=10, quiet=0.5),
     "smoke": Profile(users=20, trial_seconds=1, fixed_small=5, fixed_big=2, start_small=5,
                      start_big=2, max_steps=1, refine=0, factor=2.0, tries=1, saturation_seconds=1,
