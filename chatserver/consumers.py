@@ -41,6 +41,7 @@ from chatserver.errors import (
     RateLimited,
     UnknownFrame,
 )
+from chatserver.loop_local import LoopLocal
 from chatserver.metrics import FRAME_ERRORS, FRAMES_IN, FRAMES_OUT, SOCKETS_OPEN, SOCKETS_REFUSED
 from chatserver.ratelimit import TokenBucket
 from chatserver.realtime import LocalHub, local_hub, room_group, session_group, user_group
@@ -384,15 +385,7 @@ class PresenceBook:
                 self._flush_soon()
 
 
-_presence_books: dict[int, PresenceBook] = {}
-
-
-def _presence_book() -> PresenceBook:
-    loop = asyncio.get_running_loop()
-    book = _presence_books.get(id(loop))
-    if book is None or book.loop is not loop:
-        book = _presence_books[id(loop)] = PresenceBook(loop)
-    return book
+_presence_book = LoopLocal(PresenceBook).get
 
 
 class SessionWatcher:
@@ -401,8 +394,8 @@ class SessionWatcher:
 
     CHUNK = 500
 
-    def __init__(self, hub: LocalHub) -> None:
-        self.hub = hub
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -418,26 +411,19 @@ class SessionWatcher:
                 log.exception("session re-check failed")
 
     async def check_now(self) -> None:
+        hub = local_hub()
         prefix = session_group(0)[:-1]
-        ids = [int(group[len(prefix):]) for group in self.hub.groups
+        ids = [int(group[len(prefix):]) for group in hub.groups
                if group.startswith(prefix)]
         for start in range(0, len(ids), self.CHUNK):
             ended = await database_sync_to_async(session_end_reasons)(
                 session_ids=ids[start:start + self.CHUNK])
             for session_id, reason in ended.items():
-                self.hub.deliver_local(session_group(session_id),
+                hub.deliver_local(session_group(session_id),
                                        {"type": "session.revoke", "reason": reason})
 
 
-_watchers: dict[int, SessionWatcher] = {}
-
-
-def _watcher() -> SessionWatcher:
-    hub = local_hub()
-    watcher = _watchers.get(id(hub))
-    if watcher is None or watcher.hub is not hub:
-        watcher = _watchers[id(hub)] = SessionWatcher(hub)
-    return watcher
+_watcher = LoopLocal(SessionWatcher).get
 
 
 def _error_frame(request_id: str | None, exc: AppError) -> protocol.ErrorFrame:

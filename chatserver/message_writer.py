@@ -19,6 +19,7 @@ import logging
 
 from channels.db import database_sync_to_async
 
+from chatserver.loop_local import LoopLocal
 from chatserver.models import RoomEvent
 from chatserver.services import SendOutcome, SendRequest, messages_send_batch
 
@@ -66,13 +67,4 @@ class MessageWriter:
             self.task = None
 
 
-_writers: dict[int, MessageWriter] = {}
-
-
-def message_writer() -> MessageWriter:
-    """This process's writer for the running event loop."""
-    loop = asyncio.get_running_loop()
-    writer = _writers.get(id(loop))
-    if writer is None or writer.loop is not loop:
-        writer = _writers[id(loop)] = MessageWriter(loop)
-    return writer
+message_writer = LoopLocal(MessageWriter).get

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.core.cache import cache
+from django.db import close_old_connections, connection
 from pydantic import BaseModel
 
 from chatserver import protocol, services
@@ -123,3 +124,12 @@ def error_of(frame: BaseModel, code: str) -> protocol.ErrorFrame:
     assert isinstance(frame, protocol.ErrorFrame), frame
     assert frame.code == code, frame
     return frame
+
+
+def in_thread(fn, *args):  # type: ignore[no-untyped-def]
+    """Run fn in a worker thread of a test, closing that thread's database connection."""
+    try:
+        return fn(*args)
+    finally:
+        close_old_connections()
+        connection.close()

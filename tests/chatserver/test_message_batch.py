@@ -7,13 +7,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from channels.db import database_sync_to_async
-from django.db import close_old_connections, connection
 
 from chatserver import protocol, services
 from chatserver.chat_errors import NotMember, PiiWarning
 from chatserver.models import RoomEvent
 from chatserver.services import SendRequest, messages_send_batch
-from tests.chatserver.chat_helpers import agroup, chat_user, direct_room, group, send, seqs
+from tests.chatserver.chat_helpers import (
+    agroup,
+    chat_user,
+    direct_room,
+    group,
+    in_thread,
+    send,
+    seqs,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,14 +111,6 @@ async def test_many_sockets_sending_at_once_are_all_acked_and_delivered_in_order
     assert stored == total
 
 
-def _in_thread(fn, *args):  # type: ignore[no-untyped-def]
-    try:
-        return fn(*args)
-    finally:
-        close_old_connections()
-        connection.close()
-
-
 def test_concurrent_batches_over_the_same_rooms_store_everything_gap_free(
         chat_user, settings) -> None:
     """Several processes' writers at once (threads with their own connections here), each
@@ -131,7 +130,7 @@ def test_concurrent_batches_over_the_same_rooms_store_everything_gap_free(
         return messages_send_batch(requests)
 
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda n: _in_thread(batch, n), range(4)))
+        results = list(pool.map(lambda n: in_thread(batch, n), range(4)))
     assert all(isinstance(outcome, RoomEvent) for outcomes in results for outcome in outcomes)
     for room, head in zip(rooms, heads, strict=True):
         assert seqs(room) == list(range(1, head + 4 * 5 + 1))

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from channels.db import database_sync_to_async
-from django.db import close_old_connections, connection
 
 from chatserver import protocol, services
 from chatserver.chat_errors import (
@@ -31,6 +30,7 @@ from tests.chatserver.chat_helpers import (
     drain,
     error_of,
     group,
+    in_thread,
     send,
     seqs,
 )
@@ -302,14 +302,6 @@ async def test_history_over_the_socket_validates_limit(pair) -> None:
 
 # ---- concurrency ---------------------------------------------------------------------------
 
-def _in_thread(fn, *args):  # type: ignore[no-untyped-def]
-    try:
-        return fn(*args)
-    finally:
-        close_old_connections()
-        connection.close()
-
-
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_senders_get_gap_free_strictly_increasing_seqs(chat_user, settings) -> None:
     settings.SONOR_CHAT_SEND_RATE = 1000
@@ -321,7 +313,7 @@ def test_concurrent_senders_get_gap_free_strictly_increasing_seqs(chat_user, set
         return [send(user, room, f"{user.pk}-{i}").seq for i in range(per_user)]
 
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda u: _in_thread(burst, u), users))
+        results = list(pool.map(lambda u: in_thread(burst, u), users))
     for own in results:
         assert own == sorted(own)  # each sender's messages in the order sent
     assert seqs(room) == list(range(1, 5 + 4 * per_user + 1))
@@ -338,7 +330,7 @@ def test_concurrent_resends_store_one_row(chat_user) -> None:
         return send(a, room, "once", client_msg_id="same").seq
 
     with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda _: _in_thread(resend), range(4)))
+        got = list(pool.map(lambda _: in_thread(resend), range(4)))
     assert got == [3, 3, 3, 3]
     assert seqs(room) == [1, 2, 3]
 
