@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 from pydantic import BaseModel
@@ -46,11 +46,21 @@ AGENCY_CATEGORIES = frozenset({"service_request", "petition", "complaint", "paym
                                "security"})
 
 
+_INBOX_SEQ_NEXT = (f"UPDATE {InboxState._meta.db_table} SET last_seq = last_seq + 1"
+                   " WHERE user_id = %s RETURNING last_seq")
+
+
 def _inbox_seq_next(*, user: User) -> int:
-    """Allocate the user's next inbox seq; the row lock serialises concurrent writers."""
-    InboxState.objects.get_or_create(user=user)
-    InboxState.objects.filter(user=user).update(last_seq=F("last_seq") + 1)
-    return InboxState.objects.select_for_update().get(user=user).last_seq
+    """Allocate the user's next inbox seq in one statement; the row lock it takes serialises
+    concurrent writers until the caller's transaction ends."""
+    with connection.cursor() as cursor:
+        cursor.execute(_INBOX_SEQ_NEXT, [user.pk])
+        row = cursor.fetchone()
+        if row is None:  # the user's first notification
+            InboxState.objects.get_or_create(user=user)
+            cursor.execute(_INBOX_SEQ_NEXT, [user.pk])
+            row = cursor.fetchone()
+    return int(row[0])
 
 
 def unread_count(*, user: User) -> int:
@@ -85,8 +95,10 @@ def notification_create(
         idempotency_key=idempotency_key, request_digest=request_digest,
     )
     deliveries = deliveries_plan(notification=notification)
-    publish_on_commit(user_group(user.pk), notification_frame(notification))
-    _unread_publish_on_commit(user=user)
+    # Both frames through one loop entry after commit.
+    publish_many_on_commit([
+        (user_group(user.pk), notification_frame(notification)),
+        (user_group(user.pk), protocol.NotifyUnread(count=unread_count(user=user)))])
     log.info("notification %s seq %s (%s) for user %s, %s deliveries", notification.pk, seq,
              category, user.pk, len(deliveries))
     return notification
