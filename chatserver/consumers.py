@@ -45,11 +45,11 @@ from chatserver.loop_local import LoopLocal
 from chatserver.metrics import FRAME_ERRORS, FRAMES_IN, FRAMES_OUT, SOCKETS_OPEN, SOCKETS_REFUSED
 from chatserver.ratelimit import TokenBucket
 from chatserver.realtime import LocalHub, local_hub, room_group, session_group, user_group
-from chatserver.selectors import room_ids_of
+from chatserver.selectors import room_ids_by_user, room_ids_of
 from chatserver.services import chat_presence_apply
 from chatserver.ws_handlers import HANDLERS
 from identity.models import DeviceSession
-from identity.selectors import session_end_reason, session_end_reasons
+from identity.selectors import session_end_reasons
 from identity.ws_auth import scope_authenticate, scope_client
 
 log = logging.getLogger(__name__)
@@ -66,13 +66,18 @@ _REVOKED = "revoked"
 _TOO_SLOW = "too_slow"
 
 
-def _socket_open(*, session_id: int, user_id: int) -> tuple[str | None, list[int]]:
-    """After the socket joined its user's and session's groups: whether the session ended
-    meanwhile (a revocation before the join would be missed), and the rooms to follow."""
-    reason = session_end_reason(session_id=session_id)
-    if reason is not None:
-        return reason, []
-    return None, room_ids_of(user_id=user_id)
+def _socket_authenticate(scope: dict[str, Any]) -> tuple[DeviceSession, list[int]]:
+    """The socket's live session and the rooms it follows, in one trip to the database. What
+    changes before the socket has joined its groups (a revocation, a new room) is caught by
+    the SessionWatcher's look at fresh sockets, within SONOR_WS_FRESH_RECHECK."""
+    session = scope_authenticate(scope)
+    return session, room_ids_of(user_id=session.user_id)
+
+
+def _fresh_sockets_check(*, session_ids: list[int], user_ids: list[int]
+                         ) -> tuple[dict[int, str], dict[int, list[int]]]:
+    return (session_end_reasons(session_ids=session_ids),
+            room_ids_by_user(user_ids=user_ids))
 
 
 class DeviceConsumer(AsyncWebsocketConsumer):
@@ -116,7 +121,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         # Accept first: a close code only reaches the client on an open socket.
         await self.accept()
         try:
-            session = await database_sync_to_async(scope_authenticate)(self.scope)
+            session, room_ids = await database_sync_to_async(_socket_authenticate)(self.scope)
         except OriginForbidden:
             SOCKETS_REFUSED.labels("origin").inc()
             await self.close(code=protocol.CLOSE_ORIGIN_FORBIDDEN)
@@ -141,12 +146,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                                    settings.SONOR_WS_REFUSED_BURST)
         await self.hub.subscribe(user_group(session.user_id), self)
         await self.hub.subscribe(session_group(session.pk), self)
-        _watcher().start()
-        reason, room_ids = await database_sync_to_async(_socket_open)(
-            session_id=session.pk, user_id=session.user_id)
-        if reason is not None:
-            self._queue([(_REVOKED, reason)])
-            return
+        _watcher().fresh(session_id=session.pk, user_id=session.user_id)
         self.presence = _presence_book()
         self.presence.opened(self.channel_name, session.user_id, session.pk)
         self.presence_at = time.monotonic()
@@ -389,18 +389,46 @@ _presence_book = LoopLocal(PresenceBook).get
 
 
 class SessionWatcher:
-    """Per process: every SONOR_WS_SESSION_RECHECK seconds, one query for the sessions of
-    all local sockets; each ended one is revoked locally (the layer may have dropped it)."""
+    """Per process, the database's word on open sockets, in batches:
+    - fresh sockets, SONOR_WS_FRESH_RECHECK after they joined their groups: one query for
+      all of them says which sessions ended and which rooms their users are in (what changed
+      between a socket's authentication and its joining, whose events it did not hear);
+    - every socket, every SONOR_WS_SESSION_RECHECK seconds: which sessions ended (the layer
+      may have dropped a revocation)."""
 
     CHUNK = 500
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.task: asyncio.Task[None] | None = None
+        self.fresh_ids: dict[int, int] = {}  # session id -> user id
+        self.fresh_task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    def fresh(self, *, session_id: int, user_id: int) -> None:
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._run())
+        self.fresh_ids[session_id] = user_id
+        if self.fresh_task is None:
+            self.fresh_task = asyncio.ensure_future(self._check_fresh())
+
+    async def _check_fresh(self) -> None:
+        try:
+            await asyncio.sleep(settings.SONOR_WS_FRESH_RECHECK)
+            fresh, self.fresh_ids = self.fresh_ids, {}
+            ended, rooms = await database_sync_to_async(_fresh_sockets_check)(
+                session_ids=list(fresh), user_ids=sorted(set(fresh.values())))
+            self._revoke(ended)
+            hub = local_hub()
+            for user_id, room_ids in rooms.items():
+                for room_id in room_ids:  # sockets already following it ignore this
+                    hub.deliver_local(user_group(user_id),
+                                      {"type": "room.join", "room": room_id, "texts": []})
+        except Exception:
+            log.exception("check of fresh sockets failed")
+        finally:
+            self.fresh_task = None
+            if self.fresh_ids:
+                self.fresh_task = asyncio.ensure_future(self._check_fresh())
 
     async def _run(self) -> None:
         while True:
@@ -411,16 +439,18 @@ class SessionWatcher:
                 log.exception("session re-check failed")
 
     async def check_now(self) -> None:
-        hub = local_hub()
         prefix = session_group(0)[:-1]
-        ids = [int(group[len(prefix):]) for group in hub.groups
+        ids = [int(group[len(prefix):]) for group in local_hub().groups
                if group.startswith(prefix)]
         for start in range(0, len(ids), self.CHUNK):
-            ended = await database_sync_to_async(session_end_reasons)(
-                session_ids=ids[start:start + self.CHUNK])
-            for session_id, reason in ended.items():
-                hub.deliver_local(session_group(session_id),
-                                       {"type": "session.revoke", "reason": reason})
+            self._revoke(await database_sync_to_async(session_end_reasons)(
+                session_ids=ids[start:start + self.CHUNK]))
+
+    def _revoke(self, ended: dict[int, str]) -> None:
+        hub = local_hub()
+        for session_id, reason in ended.items():
+            hub.deliver_local(session_group(session_id),
+                              {"type": "session.revoke", "reason": reason})
 
 
 _watcher = LoopLocal(SessionWatcher).get

@@ -232,6 +232,9 @@ SONOR_WS_RATE_BURST = int(os.environ.get("SONOR_WS_RATE_BURST", "60"))
 # Each process re-checks its sockets' sessions this often (seconds), in one query, in case
 # the layer dropped a revocation.
 SONOR_WS_SESSION_RECHECK = float(os.environ.get("SONOR_WS_SESSION_RECHECK", "60"))
+# ... and a new socket's session and rooms this soon after it joined its groups, in one query
+# for all sockets new by then (what changed while it authenticated).
+SONOR_WS_FRESH_RECHECK = float(os.environ.get("SONOR_WS_FRESH_RECHECK", "0.5"))
 # Refused frames (over the rate, too large, not JSON, invalid) a socket may send: this many at
 # once, refilled at this rate; past that it is closed with 4429.
 SONOR_WS_REFUSED_BURST = int(os.environ.get("SONOR_WS_REFUSED_BURST", "20"))

@@ -282,6 +282,22 @@ async def test_a_revocation_the_layer_never_delivered_still_closes_the_socket(
     await socket.expect_close(protocol.CLOSE_UNAUTHENTICATED)
 
 
+async def test_a_session_ended_while_its_socket_was_connecting_is_caught_at_once(
+        ws_connect, citizen: User, make_token, settings) -> None:
+    """The socket authenticates, then joins its groups: a revocation published in between
+    is not heard. The check of fresh sockets catches it, long before the periodic one."""
+    from identity.models import DeviceSession
+
+    settings.SONOR_WS_SESSION_RECHECK = 3600
+    settings.SONOR_WS_FRESH_RECHECK = 1.0
+    token = await database_sync_to_async(make_token)(citizen)
+    socket = await ws_connect(token, ready=True)
+    await database_sync_to_async(lambda: DeviceSession.objects.filter(user=citizen).update(
+        revoked_at=timezone.now(), revoke_reason="logout"))()
+    assert await socket.receive_frame() == protocol.SessionRevoked(reason="logout")
+    await socket.expect_close(protocol.CLOSE_UNAUTHENTICATED)
+
+
 # ---- live inbox events ---------------------------------------------------------------------
 
 async def test_notify_read_marks_read_and_every_socket_gets_the_unread_count(
