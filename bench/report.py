@@ -177,7 +177,7 @@ def markdown(results: dict[str, Any]) -> str:
                 continue
             lines.append(
                 f"| {server} | {_num(s['reconnected'])} / {_num(s['sockets'])} | "
-                f"{s['restart_s']:.1f} | {s['reconnect_all_s']:.1f} | "
+                f"{s['restart_s']:.1f} | {_num(s['reconnect_all_s'])} | "
                 f"{_num(s['reconnect_attempts'])} | {_num(s['seqs_checked'])} | "
                 f"{_num(s['misses'])} |")
     return "\n".join(lines) + "\n"

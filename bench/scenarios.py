@@ -412,7 +412,7 @@ def storm(ctx: Context, server: Server) -> dict[str, Any]:
         seconds = 2.0
         start_at = time.time() + 0.3
         lg.post("send", [{"trial": "storm", "room_index": 0, "rate": rooms * n / sum(senders),
-                          "count": round(2 * n), "start_at": start_at + w / rooms,
+                          "count": round(seconds * n), "start_at": start_at + w / rooms,
                           "drain_max": ctx.profile.drain_max, "quiet": ctx.profile.quiet}
                          for w, n in enumerate(senders)])
         time.sleep(0.3 + seconds / 2)
@@ -442,7 +442,7 @@ def storm(ctx: Context, server: Server) -> dict[str, Any]:
             "sockets": len(specs), "jitter_s": p.storm_jitter,
             "acked_before_kill": sum(during["acked"].values()),
             "restart_s": round(up_at - killed_at, 2), "reconnected": reconnected,
-            "reconnect_all_s": round(last_welcome - up_at, 2),
+            "reconnect_all_s": round(last_welcome - up_at, 2) if reconnected else None,
             "reconnect_attempts": sum(r["attempts"] for r in reconnects),
             "seqs_checked": sum(c["checked"] for c in checks), "misses": misses,
             "live_after": {k: after[k] for k in ("delivered", "expected", "lost")},
