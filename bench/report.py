@@ -138,6 +138,9 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_num(c['connects_per_s_last'])} | {_num(c['kib_per_connection'])} | "
                 f"{c['idle_cpu_percent']:.1f} | {c['server_cpu_ms_per_connect']:.2f} / "
                 f"{c['generator_cpu_ms_per_connect']:.2f} |")
+            if c.get("refused"):
+                lines.append(f"| | refused after {_num(c['refused']['after_sockets'])} of "
+                             f"{_num(c['wanted'])}: {c['refused']['error']} | | | | | |")
 
     notify = _servers(results, "agency")
     if notify:

@@ -297,10 +297,16 @@ def connections(ctx: Context, server: Server) -> dict[str, Any]:
         specs = socket_specs(server, p.idle_sockets, p.users)
         batches = [{"sockets": 0, "rss_kib": server.rss_kib()}]
         server_cpu = generator_cpu = 0.0
+        refused: dict[str, Any] | None = None
         for start in range(0, len(specs), p.connect_batch):
             batch = specs[start:start + p.connect_batch]
             cpu_before = server.cpu_seconds()
-            seconds, cpu = open_sockets(ctx, batch)
+            try:
+                seconds, cpu = open_sockets(ctx, batch)
+            except RuntimeError as exc:  # refused connects: the figures so far still count
+                ctx.log(f"  stopped at {start} sockets: {exc}")
+                refused = {"after_sockets": start, "error": str(exc)}
+                break
             server_cpu += server.cpu_seconds() - cpu_before
             generator_cpu += cpu
             batches.append({"sockets": start + len(batch), "seconds": round(seconds, 2),
@@ -309,23 +315,26 @@ def connections(ctx: Context, server: Server) -> dict[str, Any]:
         cpu_before = server.cpu_seconds()
         time.sleep(p.idle_seconds)
         idle_cpu = (server.cpu_seconds() - cpu_before) / p.idle_seconds
+        if len(batches) < 2:
+            raise RuntimeError(f"the first batch did not open: {refused}")
         first, last = batches[1], batches[-1]
         per_connection = None
         if last is not first:  # the slope from the first batch to the last
             per_connection = ((last["rss_kib"] - first["rss_kib"])
                               / (last["sockets"] - first["sockets"]))
-        ctx.log(f"  {len(specs)} sockets: {first['connects_per_s']}/s first batch, "
+        ctx.log(f"  {last['sockets']} sockets: {first['connects_per_s']}/s first batch, "
                 f"{last['connects_per_s']}/s last; {per_connection} KiB each; "
                 f"idle CPU {idle_cpu:.1%}")
         return {
-            "sockets": len(specs), "batches": batches,
+            "sockets": last["sockets"], "wanted": len(specs), "refused": refused,
+            "batches": batches,
             "connects_per_s_first": first["connects_per_s"],
             "connects_per_s_last": last["connects_per_s"],
             "kib_per_connection": round(per_connection, 1) if per_connection else None,
             "idle_cpu_percent": round(100 * idle_cpu, 2), "idle_seconds": p.idle_seconds,
             # CPU time per connect: the server's, and the generator's (it must be the smaller)
-            "server_cpu_ms_per_connect": round(1000 * server_cpu / len(specs), 2),
-            "generator_cpu_ms_per_connect": round(1000 * generator_cpu / len(specs), 2),
+            "server_cpu_ms_per_connect": round(1000 * server_cpu / last["sockets"], 2),
+            "generator_cpu_ms_per_connect": round(1000 * generator_cpu / last["sockets"], 2),
         }
     finally:
         ctx.loadgen.call("close")
