@@ -45,7 +45,7 @@ from chatserver.loop_local import LoopLocal
 from chatserver.metrics import FRAME_ERRORS, FRAMES_IN, FRAMES_OUT, SOCKETS_OPEN, SOCKETS_REFUSED
 from chatserver.ratelimit import TokenBucket
 from chatserver.realtime import LocalHub, local_hub, room_group, session_group, user_group
-from chatserver.selectors import room_ids_by_user, room_ids_of
+from chatserver.selectors import room_ids_by_user
 from chatserver.services import chat_presence_apply
 from chatserver.ws_handlers import HANDLERS
 from identity.models import DeviceSession
@@ -71,7 +71,7 @@ def _socket_authenticate(scope: dict[str, Any]) -> tuple[DeviceSession, list[int
     changes before the socket has joined its groups (a revocation, a new room) is caught by
     the SessionWatcher's look at fresh sockets, within SONOR_WS_FRESH_RECHECK."""
     session = scope_authenticate(scope)
-    return session, room_ids_of(user_id=session.user_id)
+    return session, room_ids_by_user(user_ids=[session.user_id])[session.user_id]
 
 
 def _fresh_sockets_check(*, session_ids: list[int], user_ids: list[int]

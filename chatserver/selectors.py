@@ -424,14 +424,8 @@ def chat_export(user: User) -> dict[str, Any]:
     }
 
 
-def room_ids_of(*, user_id: int) -> list[int]:
-    """The rooms a user is an active member of (a new socket follows them)."""
-    return list(Membership.objects.filter(user_id=user_id, left_at__isnull=True)
-                .values_list("room_id", flat=True))
-
-
 def room_ids_by_user(*, user_ids: list[int]) -> dict[int, list[int]]:
-    """room_ids_of for many users in one query."""
+    """The rooms each user is an active member of (new sockets follow them), in one query."""
     rooms: dict[int, list[int]] = {user_id: [] for user_id in user_ids}
     for user_id, room_id in Membership.objects.filter(
             user_id__in=user_ids, left_at__isnull=True).values_list("user_id", "room_id"):

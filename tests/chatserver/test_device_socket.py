@@ -268,16 +268,21 @@ async def test_sockets_per_address_are_capped_4429(
     await second.expect_close(protocol.CLOSE_RATE_LIMITED)
 
 
-async def test_a_revocation_the_layer_never_delivered_still_closes_the_socket(
-        ws_connect, citizen: User, make_token, settings) -> None:
+@database_sync_to_async
+def revoke_behind_the_layers_back(user: User) -> None:
+    """End the user's sessions in the database only: no session.revoke is ever published."""
     from identity.models import DeviceSession
 
+    DeviceSession.objects.filter(user=user).update(revoked_at=timezone.now(),
+                                                   revoke_reason="logout")
+
+
+async def test_a_revocation_the_layer_never_delivered_still_closes_the_socket(
+        ws_connect, citizen: User, make_token, settings) -> None:
     settings.SONOR_WS_SESSION_RECHECK = 0.2
     token = await database_sync_to_async(make_token)(citizen)
     socket = await ws_connect(token, ready=True)
-    # Revoked behind the layer's back: no session.revoke message is ever published.
-    await database_sync_to_async(lambda: DeviceSession.objects.filter(user=citizen).update(
-        revoked_at=timezone.now(), revoke_reason="logout"))()
+    await revoke_behind_the_layers_back(citizen)
     assert await socket.receive_frame() == protocol.SessionRevoked(reason="logout")
     await socket.expect_close(protocol.CLOSE_UNAUTHENTICATED)
 
@@ -286,14 +291,11 @@ async def test_a_session_ended_while_its_socket_was_connecting_is_caught_at_once
         ws_connect, citizen: User, make_token, settings) -> None:
     """The socket authenticates, then joins its groups: a revocation published in between
     is not heard. The check of fresh sockets catches it, long before the periodic one."""
-    from identity.models import DeviceSession
-
     settings.SONOR_WS_SESSION_RECHECK = 3600
     settings.SONOR_WS_FRESH_RECHECK = 1.0
     token = await database_sync_to_async(make_token)(citizen)
     socket = await ws_connect(token, ready=True)
-    await database_sync_to_async(lambda: DeviceSession.objects.filter(user=citizen).update(
-        revoked_at=timezone.now(), revoke_reason="logout"))()
+    await revoke_behind_the_layers_back(citizen)
     assert await socket.receive_frame() == protocol.SessionRevoked(reason="logout")
     await socket.expect_close(protocol.CLOSE_UNAUTHENTICATED)
 
