@@ -140,6 +140,7 @@ def test_an_existing_citizen_gets_a_session_and_keeps_their_account(
     assert DeviceSession.objects.get(user=user).login_method == "dan"
 
 
+@pytest.mark.django_db(transaction=True)  # the agency POST is stored from the thread pool
 def test_agencies_see_whether_the_recipient_was_identity_checked_by_dan(
         dan_peer: FakeDan, make_citizen: Callable[..., User]) -> None:
     checked, unchecked = make_citizen(), make_citizen()
