@@ -14,7 +14,7 @@ client_msg_id gets the stored event. Measured in bench/README.md: one transactio
 thread hop per message capped a process at a few hundred messages a second.
 """
 
-from chatserver.batch_writer import batch_writer
+from chatserver.batching import batcher
 from chatserver.services import messages_send_batch
 
-message_writer = batch_writer(messages_send_batch, what="chat messages")
+message_writer = batcher(messages_send_batch, what="chat messages")

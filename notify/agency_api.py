@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_va
 
 from chatserver.api import error_response, install_error_handlers
 from chatserver.api_schemas import ErrorOut
-from chatserver.batch_writer import batch_writer
+from chatserver.batching import batcher
 from chatserver.errors import InvalidInput
 from chatserver.throttle import throttle_check
 from notify import broadcasts, selectors, services
@@ -24,7 +24,7 @@ from notify.agency_services import agency_scope_check, api_key_authenticate
 from notify.errors import PayloadTooLarge
 from notify.models import Agency, Broadcast, Notification
 
-notification_writer = batch_writer(services.agency_notifications_send_batch,
+notification_writer = batcher(services.agency_notifications_send_batch,
                                    what="agency notifications")
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 
