@@ -21,8 +21,14 @@ if TYPE_CHECKING:
 Handler = Callable[["DeviceConsumer", Any], Awaitable[list[BaseModel]]]
 
 
+# Reads, in the thread pool: after a restart every phone says hello at once, and on the one
+# sync thread their queries would wait on each other.
+_welcome_build = database_sync_to_async(welcome_build, thread_sensitive=False)
+_room_history = database_sync_to_async(room_history, thread_sensitive=False)
+
+
 async def hello(conn: "DeviceConsumer", frame: protocol.Hello) -> list[BaseModel]:
-    return await database_sync_to_async(welcome_build)(
+    return await _welcome_build(
         session=conn.session, request_id=frame.id, resume=frame.resume)
 
 
@@ -86,7 +92,7 @@ async def chat_typing(conn: "DeviceConsumer", frame: protocol.ChatTyping) -> lis
 
 async def chat_history(conn: "DeviceConsumer", frame: protocol.ChatHistoryRequest
                        ) -> list[BaseModel]:
-    page = await database_sync_to_async(room_history)(
+    page = await _room_history(
         user=conn.session.user, room_id=frame.room, before_seq=frame.before_seq,
         after_seq=frame.after_seq, limit=frame.limit)
     return [protocol.ChatHistory(id=frame.id, room=frame.room, messages=page.events,
