@@ -1,0 +1,126 @@
+"""Chat in the web client: two browsers against a real server, each behind its own loopback
+proxy; one of them loses its network while it sends."""
+
+import re
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from chatserver.models import RoomEvent
+from identity.admin_services import phone_bind_verified
+from identity.services import citizen_create
+from tests.e2e.conftest import LiveServer
+from tests.e2e.web_helpers import (
+    PHONE,
+    CuttableProxy,
+    browser,  # noqa: F401  (fixture)
+    demo_login,
+    fill_and_send,
+    messages_with,
+    new_page,
+    proxies,  # noqa: F401  (fixture)
+    screenshot,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def demo_mode(settings: pytest.FixtureRequest) -> None:
+    settings.SONOR_DEMO = True  # type: ignore[attr-defined]
+
+
+def accept_dialogs(page: Page) -> None:
+    page.on("dialog", lambda dialog: dialog.accept())
+
+
+def test_two_browsers_chat_live_and_a_message_survives_a_cut_network(
+    live_server_factory: Callable[..., LiveServer], browser: Browser,  # noqa: F811
+    proxies: list[CuttableProxy], demo_mode: None,  # noqa: F811
+) -> None:
+    bat = citizen_create(register_number="УБ99011512", name="Бат-Эрдэнэ")
+    phone_bind_verified(user=bat, phone="+97699112233")
+    sarnai = citizen_create(register_number="УБ05211522", name="Сарнай")
+    phone_bind_verified(user=sarnai, phone="+97688112233")
+    bat_net, sarnai_net = CuttableProxy(), CuttableProxy()
+    proxies += [bat_net, sarnai_net]
+    server = live_server_factory(SONOR_ALLOWED_ORIGINS=f"{bat_net.url},{sarnai_net.url}")
+    bat_net.target_port = sarnai_net.target_port = server.port
+
+    _, bat_page = new_page(browser)
+    demo_login(bat_page, bat_net.url, bat)
+    _, sarnai_page = new_page(browser, viewport=PHONE)
+    demo_login(sarnai_page, sarnai_net.url, sarnai)
+    for page in (bat_page, sarnai_page):
+        accept_dialogs(page)
+        expect(page.locator("#view-chat")).to_be_visible()  # chat is the first screen
+    screenshot(bat_page, "chat-empty")
+
+    # Бат asks to chat by Сарнай's number; she has not talked to him, so she is asked.
+    bat_page.fill("#direct-phone", "8811 2233")
+    bat_page.click("#direct-start")
+    expect(bat_page.locator("#chat-ok")).to_contain_text("+97688112233")
+    invitation = sarnai_page.locator("#invitations .invitation")
+    expect(invitation).to_contain_text("Бат-Эрдэнэ")
+    invitation.locator("button.accept").click()
+    expect(sarnai_page.locator("#room-name")).to_have_text("Бат-Эрдэнэ")
+    # The room appears on Бат's page live; he opens it.
+    bat_room = bat_page.locator("#rooms .room", has_text="Сарнай")
+    expect(bat_room).to_have_count(1)
+    bat_room.locator("button").click()
+    expect(bat_page.locator("#room-name")).to_have_text("Сарнай")
+
+    # Typing, then a message: live on her side, and his shows "seen" once she has read it.
+    bat_page.locator("#composer-text").press_sequentially("Сайн")
+    expect(sarnai_page.locator("#typing")).to_contain_text("Бат-Эрдэнэ")
+    fill_and_send(bat_page, "Сайн байна уу?")
+    expect(messages_with(sarnai_page, "Сайн байна уу?")).to_have_count(1)
+    mine = bat_page.locator("#messages .message.mine").last
+    expect(mine.locator(".text")).to_have_text("Сайн байна уу?")
+    expect(mine).to_have_attribute("data-status", "read")
+    fill_and_send(sarnai_page, "Сайн, сайн. Та?")
+    expect(messages_with(bat_page, "Сайн, сайн. Та?")).to_have_count(1)
+    screenshot(bat_page, "chat")
+    screenshot(sarnai_page, "chat")
+
+    # He edits his message, then deletes it: both show on her side.
+    mine.locator("button.edit").click()
+    expect(bat_page.locator("#composer-text")).to_have_value("Сайн байна уу?")
+    bat_page.fill("#composer-text", "Сайн байна уу, Сарнай?")
+    bat_page.press("#composer-text", "Enter")
+    theirs = sarnai_page.locator("#messages .message.theirs").first
+    expect(theirs.locator(".text")).to_have_text("Сайн байна уу, Сарнай?")
+    expect(theirs.locator(".edited")).not_to_be_empty()
+    mine.locator("button.delete").click()
+    expect(theirs).to_have_class(re.compile(r"\bdeleted\b"))
+    expect(messages_with(sarnai_page, "Сарнай?")).to_have_count(0)
+    room_id = int(bat_page.locator("#rooms .room").first.get_attribute("data-room") or 0)
+
+    # His network swallows the server's answers: what he sends stays pending...
+    bat_net.blackhole()
+    fill_and_send(bat_page, "Холболт тасарсан үед")
+    pending = bat_page.locator("#messages .message.mine", has_text="Холболт тасарсан үед")
+    expect(pending).to_have_attribute("data-status", "pending")
+    # ...then drops altogether: the page says it is offline; the message is still pending.
+    bat_net.cut()
+    expect(bat_page.locator("#offline-banner")).to_be_visible()
+    expect(bat_page.locator("#conn")).to_have_attribute("data-state", "offline")
+    expect(pending).to_have_attribute("data-status", "pending")
+    screenshot(bat_page, "chat-offline")
+    # The network is back: the page resumes, resends with the same client_msg_id, and the
+    # message exists once, on both sides and on the server.
+    bat_net.restore()
+    expect(bat_page.locator("#conn")).to_have_attribute("data-state", "online")
+    expect(bat_page.locator("#offline-banner")).to_be_hidden()
+    expect(pending).to_have_count(1)
+    expect(pending).to_have_attribute("data-status", re.compile("sent|read"))
+    expect(messages_with(sarnai_page, "Холболт тасарсан үед")).to_have_count(1)
+    # Her reply while he was away... and after: live again.
+    fill_and_send(sarnai_page, "Одоо ирлээ")
+    expect(messages_with(bat_page, "Одоо ирлээ")).to_have_count(1)
+    assert RoomEvent.objects.filter(room_id=room_id, kind=RoomEvent.Kind.MESSAGE,
+                                    text="Холболт тасарсан үед").count() == 1
+    expect(messages_with(sarnai_page, "Холболт тасарсан үед")).to_have_count(1)
+    for page in (bat_page, sarnai_page):
+        assert page.errors == []  # type: ignore[attr-defined]
