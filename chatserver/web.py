@@ -12,6 +12,8 @@ from django.contrib import admin
 from django.contrib.staticfiles.views import serve as staticfiles_serve
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils import translation
+from django.views.i18n import JavaScriptCatalog
 
 from chatserver.client_address import client_address
 from chatserver.errors import AppError, RateLimited, Unauthenticated
@@ -45,15 +47,36 @@ def session_cookie_set(response: HttpResponse, token: str) -> None:
     )
 
 
+def page_language(request: HttpRequest) -> str:
+    """Mongolian unless the citizen switched (the cookie Django's set_language view sets);
+    the browser's Accept-Language is not consulted."""
+    code = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME, "")
+    return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+
+
 def _page(request: HttpRequest, template: str, context: dict[str, object] | None = None,
           status: int = 200) -> HttpResponse:
-    response = render(request, template, {"demo": settings.SONOR_DEMO, **(context or {})},
-                      status=status)
+    with translation.override(page_language(request)):
+        response = render(request, template, {"demo": settings.SONOR_DEMO, **(context or {})},
+                          status=status)
+    response["Content-Language"] = page_language(request)
     # get_host() is checked against ALLOWED_HOSTS.
     response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.format(host=request.get_host())
     response["Referrer-Policy"] = "no-referrer"
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "no-store"
+    return response
+
+
+_catalog = JavaScriptCatalog.as_view()
+
+
+def javascript_catalog(request: HttpRequest) -> HttpResponse:
+    """The web client's strings (djangojs catalog) in the page's language."""
+    with translation.override(page_language(request)):
+        response: HttpResponse = _catalog(request)
+    response["Cache-Control"] = "no-cache"
+    response["Vary"] = "Cookie"
     return response
 
 
