@@ -63,7 +63,9 @@ client.on("revoked", ({ reason }) => toLogin(reason));
 const VIEWS = ["chat", "inbox", "settings"];
 
 function route() {
-  const name = VIEWS.includes(location.hash.slice(1)) ? location.hash.slice(1) : "chat";
+  // Chat needs a verified phone: without one, the app opens at the phone form.
+  const fallback = me && !me.phone ? "settings" : "chat";
+  const name = VIEWS.includes(location.hash.slice(1)) ? location.hash.slice(1) : fallback;
   for (const view of VIEWS) {
     show($("view-" + view), view === name);
     const tab = $("nav-" + view);
@@ -89,6 +91,8 @@ route();
 
 (async () => {
   if (!(await loadMe())) return;
+  route();
+  if (!me.phone && !location.hash) $("phone").scrollIntoView();
   // The rooms first: their seqs are where the socket resumes them.
   await chat.loadRooms();
   // The inbox after the first welcome: from then on every notice arrives live or resumed.

@@ -61,8 +61,9 @@ export function inboxScreen({ client, onAgencies, onSecurity }) {
     time.dateTime = item.created_at;
     head.append(icon, title, time);
     li.append(head);
-    const meta = el("div", "agency", item.agency ? item.agency.name : "");
-    meta.prepend(el("span", "category", category.label() + (item.agency ? " · " : "")));
+    const meta = el("div", "meta");
+    meta.append(el("span", "category", category.label()));
+    if (item.agency) meta.append(" · ", el("span", "agency", item.agency.name));
     li.append(meta);
     if (item.agency) agencies.set(item.agency.id, item.agency.name);
     li.append(el("p", "body", item.body));
