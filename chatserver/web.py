@@ -62,7 +62,9 @@ def _page(request: HttpRequest, template: str, context: dict[str, object] | None
     response["Content-Language"] = page_language(request)
     # get_host() is checked against ALLOWED_HOSTS.
     response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.format(host=request.get_host())
-    response["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: under no-referrer a form POST (the language switch) carries
+    # `Origin: null`, which Django's CSRF check refuses. Other sites still get no referrer.
+    response["Referrer-Policy"] = "same-origin"
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "no-store"
     return response
