@@ -14,8 +14,10 @@ from tests.e2e.conftest import LiveServer
 from tests.e2e.web_helpers import (
     PHONE,
     CuttableProxy,
+    axe_check,
     browser,  # noqa: F401  (fixture)
     demo_login,
+    every_screen,
     fill_and_send,
     messages_with,
     new_page,
@@ -81,8 +83,8 @@ def test_two_browsers_chat_live_and_a_message_survives_a_cut_network(
     expect(mine).to_have_attribute("data-status", "read")
     fill_and_send(sarnai_page, "Сайн, сайн. Та?")
     expect(messages_with(bat_page, "Сайн, сайн. Та?")).to_have_count(1)
-    screenshot(bat_page, "chat")
-    screenshot(sarnai_page, "chat")
+    every_screen(bat_page, "chat")
+    axe_check(sarnai_page, "chat, the room on a phone")
 
     # He edits his message, then deletes it: both show on her side.
     mine.locator("button.edit").click()

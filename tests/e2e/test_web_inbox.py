@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from identity.admin_services import phone_bind_verified
 from identity.services import citizen_create
@@ -19,11 +19,9 @@ from notify.models import Delivery, DevOutboxMessage
 from tests.e2e.conftest import LiveServer
 from tests.e2e.test_web_client import http_json, wait_until
 from tests.e2e.web_helpers import (
-    DESKTOP,
-    PHONE,
-    axe_check,
     browser,  # noqa: F401  (fixture)
     demo_login,
+    every_screen,
     new_page,
     screenshot,
 )
@@ -45,15 +43,6 @@ def notify(server: LiveServer, key: str, idempotency: str, **fields: Any) -> int
         headers={"Idempotency-Key": idempotency})
     assert status == 202, accepted
     return int(accepted["id"])
-
-
-def every_screen(page: Page, name: str) -> None:
-    """Scan and photograph the screen at desktop and at phone width."""
-    for viewport in (DESKTOP, PHONE):
-        page.set_viewport_size(viewport)
-        axe_check(page, f"{name} at {viewport['width']}px")
-        screenshot(page, name)
-    page.set_viewport_size(DESKTOP)
 
 
 def test_inbox_and_settings_live_with_preferences_language_and_accessibility(

@@ -179,6 +179,16 @@ def axe_check(page: Page, screen: str) -> None:
         f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:5]}" for v in bad)
 
 
+def every_screen(page: Page, name: str) -> None:
+    """Scan and photograph the screen as it is now, at desktop and at phone width."""
+    size = page.viewport_size or DESKTOP
+    for viewport in (DESKTOP, PHONE):
+        page.set_viewport_size(viewport)
+        axe_check(page, f"{name} at {viewport['width']}px")
+        screenshot(page, name)
+    page.set_viewport_size(size)
+
+
 def fill_and_send(page: Page, text: str) -> None:
     page.fill("#composer-text", text)
     page.press("#composer-text", "Enter")

@@ -2,14 +2,15 @@
 
 import { $, _, api, button, el, fmt, formatTime, show, showError } from "./util.js";
 
+// Symbols every system font has (no emoji font needed); the label says it in words.
 const CATEGORIES = {
-  service_request: { icon: "📄", label: () => _("Service request") },
-  petition: { icon: "✉️", label: () => _("Petition") },
-  complaint: { icon: "📣", label: () => _("Complaint") },
-  payment: { icon: "💳", label: () => _("Payment") },
-  system: { icon: "🛠️", label: () => _("System") },
-  security: { icon: "🔒", label: () => _("Security") },
-  chat: { icon: "💬", label: () => _("Chat") },
+  service_request: { icon: "✎", label: () => _("Service request") },
+  petition: { icon: "✉", label: () => _("Petition") },
+  complaint: { icon: "⚑", label: () => _("Complaint") },
+  payment: { icon: "₮", label: () => _("Payment") },
+  system: { icon: "⚙", label: () => _("System") },
+  security: { icon: "⚠", label: () => _("Security") },
+  chat: { icon: "☎", label: () => _("Chat") },
 };
 
 const DELIVERY_STATUS = {

@@ -66,9 +66,8 @@ export function settingsScreen({ getMe, loadMe, logout, toLogin }) {
           box.disabled = true;
           box.setAttribute("aria-describedby", "pref-locked-why");
           td.classList.add("locked");
-          const lock = el("span", "lock", "🔒");
-          lock.title = _("Always on");
-          lock.setAttribute("aria-hidden", "true");
+          const lock = el("span", "lock", _("always"));
+          lock.setAttribute("aria-hidden", "true"); // the box says it: checked and disabled
           td.append(box, lock);
         } else {
           box.addEventListener("change", () => savePrefs(
