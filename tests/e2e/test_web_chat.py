@@ -1,16 +1,19 @@
 """Chat in the web client: two browsers against a real server, each behind its own loopback
 proxy; one of them loses its network while it sends."""
 
+import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from chatserver.models import RoomEvent
 from identity.admin_services import phone_bind_verified
-from identity.services import citizen_create
+from identity.services import citizen_create, session_create
 from tests.e2e.conftest import LiveServer
+from tests.e2e.test_web_client import http_json
 from tests.e2e.web_helpers import (
     PHONE,
     CuttableProxy,
@@ -34,7 +37,7 @@ def demo_mode(settings: pytest.FixtureRequest) -> None:
 
 
 def accept_dialogs(page: Page) -> None:
-    page.on("dialog", lambda dialog: dialog.accept())
+    page.on("dialog", lambda dialog: dialog.accept(dialog.default_value))
 
 
 def test_two_browsers_chat_live_and_a_message_survives_a_cut_network(
@@ -47,10 +50,24 @@ def test_two_browsers_chat_live_and_a_message_survives_a_cut_network(
     phone_bind_verified(user=sarnai, phone="+97688112233")
     bat_net, sarnai_net = CuttableProxy(), CuttableProxy()
     proxies += [bat_net, sarnai_net]
-    server = live_server_factory(SONOR_ALLOWED_ORIGINS=f"{bat_net.url},{sarnai_net.url}")
+    # A small resume limit: what Бат misses while cut is more than a replay (welcome.resync);
+    # no send limit, for the long history the test writes.
+    server = live_server_factory(SONOR_ALLOWED_ORIGINS=f"{bat_net.url},{sarnai_net.url}",
+                                 SONOR_RESUME_LIMIT="3", SONOR_CHAT_SEND_RATE="1000")
     bat_net.target_port = sarnai_net.target_port = server.port
 
     _, bat_page = new_page(browser)
+    welcomes: list[dict[str, Any]] = []  # what the server told Бат's page on each (re)connect
+
+    def on_socket(ws: Any) -> None:
+        def on_frame(payload: str | bytes) -> None:
+            frame = json.loads(payload)
+            if frame.get("type") == "welcome":
+                welcomes.append(frame)
+
+        ws.on("framereceived", on_frame)
+
+    bat_page.on("websocket", on_socket)
     demo_login(bat_page, bat_net.url, bat)
     _, sarnai_page = new_page(browser, viewport=PHONE)
     demo_login(sarnai_page, sarnai_net.url, sarnai)
@@ -99,6 +116,18 @@ def test_two_browsers_chat_live_and_a_message_survives_a_cut_network(
     expect(messages_with(sarnai_page, "Сарнай?")).to_have_count(0)
     room_id = int(bat_page.locator("#rooms .room").first.get_attribute("data-room") or 0)
 
+    # A register number in a message: the personal-data warning, then sent once confirmed.
+    fill_and_send(bat_page, "Миний регистр УБ99011512")
+    expect(bat_page.locator("#pii-warning")).to_be_visible()
+    expect(messages_with(sarnai_page, "УБ99011512")).to_have_count(0)
+    bat_page.click("#pii-send")
+    expect(bat_page.locator("#pii-warning")).to_be_hidden()
+    expect(messages_with(sarnai_page, "Миний регистр УБ99011512")).to_have_count(1)
+    # She reports it (the suggested reason is accepted).
+    sarnai_page.locator("#messages .message.theirs", has_text="УБ99011512"
+                        ).locator("button.report").click()
+    expect(sarnai_page.locator("#room-ok")).to_be_visible()
+
     # His network swallows the server's answers: what he sends stays pending...
     bat_net.blackhole()
     fill_and_send(bat_page, "Холболт тасарсан үед")
@@ -110,19 +139,65 @@ def test_two_browsers_chat_live_and_a_message_survives_a_cut_network(
     expect(bat_page.locator("#conn")).to_have_attribute("data-state", "offline")
     expect(pending).to_have_attribute("data-status", "pending")
     screenshot(bat_page, "chat-offline")
-    # The network is back: the page resumes, resends with the same client_msg_id, and the
-    # message exists once, on both sides and on the server.
+    # Meanwhile she writes more than the server replays in a resume.
+    for n in range(1, 5):
+        fill_and_send(sarnai_page, f"Бат аа {n}")
+        expect(messages_with(sarnai_page, f"Бат аа {n}")).to_have_count(1)
+    # The network is back: the page resumes (the room reloaded, as welcome.resync asks),
+    # resends with the same client_msg_id, and the message exists once, on both sides and on
+    # the server.
     bat_net.restore()
     expect(bat_page.locator("#conn")).to_have_attribute("data-state", "online")
     expect(bat_page.locator("#offline-banner")).to_be_hidden()
     expect(pending).to_have_count(1)
     expect(pending).to_have_attribute("data-status", re.compile("sent|read"))
     expect(messages_with(sarnai_page, "Холболт тасарсан үед")).to_have_count(1)
-    # Her reply while he was away... and after: live again.
+    for n in range(1, 5):
+        expect(messages_with(bat_page, f"Бат аа {n}")).to_have_count(1)
+    assert welcomes[-1]["resync"] == [f"room:{room_id}"]
+    # And live again.
     fill_and_send(sarnai_page, "Одоо ирлээ")
     expect(messages_with(bat_page, "Одоо ирлээ")).to_have_count(1)
     assert RoomEvent.objects.filter(room_id=room_id, kind=RoomEvent.Kind.MESSAGE,
                                     text="Холболт тасарсан үед").count() == 1
     expect(messages_with(sarnai_page, "Холболт тасарсан үед")).to_have_count(1)
+
+    # A group: Бат creates it with her (a contact now, so she is in at once)...
+    bat_page.click(".group-create summary")
+    bat_page.fill("#group-name", "Гэр бүл")
+    bat_page.fill("#group-phones", "+97688112233")
+    bat_page.click("#group-create")
+    expect(bat_page.locator("#room-name")).to_have_text("Гэр бүл")
+    group = sarnai_page.locator("#rooms .room", has_text="Гэр бүл")
+    expect(group).to_have_count(1)
+    # ...with a long history: she sees the newest page, and older ones as she scrolls up.
+    group_id = int(bat_page.locator("#rooms .room", has_text="Гэр бүл"
+                                    ).get_attribute("data-room") or 0)
+    _, bat_token = session_create(user=bat, login_method="test", device_name="Phone")
+    for n in range(1, 61):
+        status, _ = http_json("POST", f"{server.url}/api/v1/rooms/{group_id}/messages",
+                              {"client_msg_id": f"history-{n}", "text": f"Түүх {n:02d}"},
+                              token=bat_token)
+        assert status == 201
+    fill_and_send(bat_page, "Сүүлийнх")
+    if sarnai_page.locator("#room-back").is_visible():
+        sarnai_page.click("#room-back")  # a phone shows the list or the room
+    group.locator("button").click()
+    expect(messages_with(sarnai_page, "Сүүлийнх")).to_have_count(1)
+    expect(sarnai_page.locator(".message .sender").last).to_have_text("Бат-Эрдэнэ")
+    expect(messages_with(sarnai_page, "Түүх 01")).to_have_count(0)
+    sarnai_page.locator("#messages").evaluate("list => list.scrollTop = 0")
+    expect(messages_with(sarnai_page, "Түүх 01")).to_have_count(1)
+    assert sarnai_page.locator("#messages .message .text").all_text_contents()[:3] == [
+        "Түүх 01", "Түүх 02", "Түүх 03"]
+    # He removes her: the group leaves her list at once. Then he leaves it himself.
+    bat_page.click("#room-members-toggle")
+    member = bat_page.locator("#member-list .member", has_text="Сарнай")
+    member.locator("button.remove").click()
+    expect(group).to_have_count(0)
+    expect(sarnai_page.locator("#room-view")).to_be_hidden()
+    expect(bat_page.locator("#messages .system", has_text="Сарнай хасагдлаа")).to_have_count(1)
+    bat_page.click("#room-leave")
+    expect(bat_page.locator("#rooms .room", has_text="Гэр бүл")).to_have_count(0)
     for page in (bat_page, sarnai_page):
         assert page.errors == []  # type: ignore[attr-defined]

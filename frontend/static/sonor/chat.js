@@ -158,6 +158,8 @@ export function chatScreen({ client, me }) {
     if (room.peer) current.names.set(room.peer.id, room.peer.name);
     messages.replaceChildren();
     show($("pii-warning"), false);
+    show($("room-error"), false);
+    show($("room-ok"), false);
     $("typing").textContent = "";
     $("room-name").textContent = roomTitle(room);
     $("room-sub").textContent = room.kind === "group"
@@ -435,7 +437,7 @@ export function chatScreen({ client, me }) {
       cancelEdit();
     } catch (err) {
       if (err.code === "pii_warning") askPii({ kind: "edit", li, text });
-      else showError($("chat-error"), err);
+      else showError($("room-error"), err);
     }
   }
 
@@ -444,7 +446,7 @@ export function chatScreen({ client, me }) {
     try {
       await client.delete(current.id, li.message.id);
     } catch (err) {
-      showError($("chat-error"), err);
+      showError($("room-error"), err);
     }
   }
 
@@ -452,8 +454,8 @@ export function chatScreen({ client, me }) {
     const reason = window.prompt(_("Why do you report this message?"), _("Spam or abuse"));
     if (!reason) return;
     const result = await api("POST", "reports", { message_id: li.message.id, reason });
-    if (result.ok) flash($("chat-ok"), _("Reported. Thank you."));
-    else showError($("chat-error"), result);
+    if (result.ok) flash($("room-ok"), _("Reported. Thank you."));
+    else showError($("room-error"), result);
   }
 
   /* ---- live events ------------------------------------------------------------------ */
@@ -599,7 +601,7 @@ export function chatScreen({ client, me }) {
       if (admin && member.user_id !== me().id && member.role !== "owner") {
         li.append(button(_("Remove"), "link-button remove", async () => {
           const result = await api("DELETE", "rooms/" + current.id + "/members/" + member.user_id);
-          if (!result.ok) showError($("chat-error"), result);
+          if (!result.ok) showError($("room-error"), result);
         }));
       }
       list.append(li);
@@ -646,11 +648,12 @@ export function chatScreen({ client, me }) {
 
   $("member-add-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    hideNotes();
+    show($("room-error"), false);
+    show($("room-ok"), false);
     const result = await api("POST", "rooms/" + current.id + "/members", { phone: $("member-phone").value.trim() });
-    if (!result.ok) { showError($("chat-error"), result); return; }
+    if (!result.ok) { showError($("room-error"), result); return; }
     $("member-phone").value = "";
-    if (result.status === 202) flash($("chat-ok"), fmt(_("Invitation sent to %(phone)s."), { phone: result.data.phone }));
+    if (result.status === 202) flash($("room-ok"), fmt(_("Invitation sent to %(phone)s."), { phone: result.data.phone }));
   });
 
   $("room-members-toggle").addEventListener("click", () => {
@@ -664,15 +667,15 @@ export function chatScreen({ client, me }) {
     const roomId = current.id;
     const result = await api("POST", "rooms/" + roomId + "/leave");
     if (result.ok) roomDrop(roomId);
-    else showError($("chat-error"), result);
+    else showError($("room-error"), result);
   });
 
   $("room-block").addEventListener("click", async () => {
     const peer = current.room.peer;
     if (!window.confirm(fmt(_("Block %(name)s? They will not be told."), { name: peer.name }))) return;
     const result = await api("POST", "blocks", { user_id: peer.id });
-    if (result.ok) flash($("chat-ok"), fmt(_("%(name)s is blocked."), { name: peer.name }));
-    else showError($("chat-error"), result);
+    if (result.ok) flash($("room-ok"), fmt(_("%(name)s is blocked."), { name: peer.name }));
+    else showError($("room-error"), result);
   });
 
   $("room-report-user").addEventListener("click", async () => {
@@ -680,8 +683,8 @@ export function chatScreen({ client, me }) {
     const reason = window.prompt(fmt(_("Why do you report %(name)s?"), { name: peer.name }), _("Spam or abuse"));
     if (!reason) return;
     const result = await api("POST", "reports", { user_id: peer.id, reason });
-    if (result.ok) flash($("chat-ok"), _("Reported. Thank you."));
-    else showError($("chat-error"), result);
+    if (result.ok) flash($("room-ok"), _("Reported. Thank you."));
+    else showError($("room-error"), result);
   });
 
   $("composer").addEventListener("submit", submitComposer);
