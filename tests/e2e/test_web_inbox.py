@@ -53,7 +53,7 @@ def test_inbox_and_settings_live_with_preferences_language_and_accessibility(
     server = live_server_factory(SONOR_EMBEDDED_WORKER="1", SONOR_WORKER_SLEEP="0.2")
     bat = citizen_create(register_number=REGISTER, name="Бат-Эрдэнэ")
     phone_bind_verified(user=bat, phone="+97699112233")
-    _, key = agency_create(name="Улсын бүртгэлийн ерөнхий газар")
+    agency, key = agency_create(name="Улсын бүртгэлийн ерөнхий газар")
 
     # The login screen, before anything else.
     _, login = new_page(browser)
@@ -133,8 +133,22 @@ def test_inbox_and_settings_live_with_preferences_language_and_accessibility(
     page.click("#read-all")
     expect(page.locator("#unread")).to_have_text("0")
 
-    # The access log and the data export.
+    # Quiet hours, and muting the agency (listed from the inbox), are stored.
     page.click("#nav-settings")
+    page.fill("#quiet-start", "22:00")
+    page.fill("#quiet-end", "07:00")
+    page.click("#quiet-save")
+    expect(page.locator("#prefs-ok")).to_contain_text("Чимээгүй цагийг хадгаллаа")
+    mute = page.locator("#agency-list label", has_text="Улсын бүртгэлийн ерөнхий газар")
+    mute.locator("input").check()
+    expect(page.locator("#prefs-ok")).to_contain_text("чимээгүй боллоо")
+    stored = page.evaluate("fetch('/api/v1/preferences').then(r => r.json())")
+    assert stored["muted_agencies"] == [agency.pk]
+    assert stored["quiet_hours"] == {"start": "22:00:00", "end": "07:00:00"}
+    page.click("#quiet-clear")
+    expect(page.locator("#quiet-start")).to_have_value("")
+
+    # The access log and the data export.
     page.click("#access-load")
     expect(page.locator("#access-log, #access-empty").first).to_be_visible()
     with page.expect_download() as download_info:
