@@ -80,6 +80,8 @@ def test_inbox_and_settings_live_with_preferences_language_and_accessibility(
     expect(payment.locator(".amount")).to_contain_text("2026-12-31")
     expect(payment.locator(".category")).to_have_text("Төлбөр")
     expect(page.locator("#unread")).to_have_text("1")
+    expect(page.locator("#nav-inbox")).to_have_accessible_name(
+        re.compile(r"Мэдэгдэл\s*1\s*уншаагүй мэдэгдэл"))
 
     # Settings: the grid shows the locked cell locked, and SMS for service requests goes on.
     page.click("#nav-settings")
@@ -161,6 +163,7 @@ def test_inbox_and_settings_live_with_preferences_language_and_accessibility(
     expect(page.locator("#nav-chat")).to_contain_text("Чат")
     page.click("#lang-en")
     expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("#view-settings")).to_be_visible()  # the same screen
     expect(page.locator("#nav-chat")).to_contain_text("Chat")
     expect(page.locator("#conn")).to_have_text("Online")
     expect(page.locator("#pref-rows")).to_contain_text("Service requests")

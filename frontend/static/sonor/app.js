@@ -4,7 +4,7 @@ import { SonorClient } from "./client.js";
 import { chatScreen } from "./chat.js";
 import { inboxScreen } from "./inbox.js";
 import { settingsScreen } from "./settings.js";
-import { $, _, api, show, wsUrl } from "./util.js";
+import { $, _, api, keepPlaceOnLanguageSwitch, show, wsUrl } from "./util.js";
 
 let me = null;
 let leaving = false;
@@ -86,6 +86,7 @@ const inbox = inboxScreen({
 });
 
 $("logout").addEventListener("click", logout);
+keepPlaceOnLanguageSwitch();
 window.addEventListener("hashchange", route);
 route();
 

@@ -1,7 +1,7 @@
 /* The login page (/login): a rotating QR code over /ws/v1/login. The session token reaches
  * this script once, on approval, and is traded at once for an HttpOnly cookie. */
 
-import { $, _, api, errorText, show, wsUrl } from "./util.js";
+import { $, _, api, errorText, keepPlaceOnLanguageSwitch, show, wsUrl } from "./util.js";
 
 // session.revoked reasons, shown when the app sends the user here; never text from the URL.
 const LOGOUT_REASONS = {
@@ -92,6 +92,7 @@ if (Object.prototype.hasOwnProperty.call(LOGOUT_REASONS, reason)) {
 }
 
 retry.addEventListener("click", start);
+keepPlaceOnLanguageSwitch();
 api("GET", "me").then((result) => {
   if (result.status === 200) location.replace("/");
   else start();

@@ -122,3 +122,13 @@ export function formatClock(value) {
   if (d.toDateString() === today.toDateString()) return pad(d.getHours()) + ":" + pad(d.getMinutes());
   return formatTime(value);
 }
+
+/** The language switch (a form posting to Django's set_language) comes back to the same
+ *  screen: the fragment (#inbox, #settings) is not sent to the server otherwise. */
+export function keepPlaceOnLanguageSwitch() {
+  const form = document.querySelector("form.lang-switch");
+  if (!form) return;
+  form.addEventListener("submit", () => {
+    form.elements.next.value = location.pathname + location.search + location.hash;
+  });
+}
