@@ -6,8 +6,10 @@ axe-core and photographed at phone and desktop width."""
 import json
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Browser, expect
@@ -134,6 +136,21 @@ def test_inbox_and_settings_live_with_preferences_language_and_accessibility(
     assert status == 200 and reported["reported"], reported
     page.click("#read-all")
     expect(page.locator("#unread")).to_have_text("0")
+
+    # A maintenance notice (a broadcast, fanned out by the worker) says when it begins.
+    begins = datetime.now(UTC) + timedelta(days=14)
+    status, broadcast = http_json(
+        "POST", f"{server.url}/api/agency/v1/broadcasts",
+        {"category": "system", "audience": "list", "register_numbers": [REGISTER],
+         "title": "Системийн засвар", "body": "Үйлчилгээ түр зогсоно.",
+         "maintenance_at": begins.isoformat()},
+        token=key, headers={"Idempotency-Key": "web-maintenance-1"})
+    assert status == 202, broadcast
+    maintenance = page.locator(".notification", has_text="Системийн засвар")
+    expect(maintenance.locator(".maintenance")).to_contain_text(
+        begins.astimezone(ZoneInfo("Asia/Ulaanbaatar")).strftime("%Y-%m-%d"))
+    expect(maintenance.locator(".category")).to_have_text("Систем")
+    expect(page.locator("#unread")).to_have_text("1")
 
     # Quiet hours, and muting the agency (listed from the inbox), are stored.
     page.click("#nav-settings")

@@ -44,7 +44,8 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
 def new_page(browser: Browser, *, viewport: dict[str, int] | None = None
              ) -> tuple[BrowserContext, Page]:
     """A fresh browser profile; `page.errors` collects script errors and CSP violations."""
-    context = browser.new_context(locale="mn-MN", viewport=viewport or DESKTOP)
+    context = browser.new_context(locale="mn-MN", timezone_id="Asia/Ulaanbaatar",
+                                  viewport=viewport or DESKTOP)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     errors: list[str] = []
