@@ -1,7 +1,8 @@
 """The web client's pages (same origin as the API and sockets) and the demo pages.
 
-The pages are static shells; frontend/static/sonor.js does the work through /api/v1 and
-the sockets. The session token lives only in an HttpOnly cookie that no script can read.
+The pages are static shells; the modules in frontend/static/sonor/ do the work through
+/api/v1 and the sockets. The session token lives only in an HttpOnly cookie that no script
+can read.
 """
 
 import hashlib
