@@ -199,5 +199,17 @@ def test_two_browsers_chat_live_and_a_message_survives_a_cut_network(
     expect(bat_page.locator("#messages .system", has_text="Сарнай хасагдлаа")).to_have_count(1)
     bat_page.click("#room-leave")
     expect(bat_page.locator("#rooms .room", has_text="Гэр бүл")).to_have_count(0)
+
+    # He blocks her: what she sends now is not delivered, and she sees that it was not.
+    bat_page.locator("#rooms .room", has_text="Сарнай").locator("button").click()
+    bat_page.click("#room-block")
+    expect(bat_page.locator("#room-ok")).to_contain_text("хориглогдлоо")
+    sarnai_page.locator("#rooms .room", has_text="Бат-Эрдэнэ").locator("button").click()
+    fill_and_send(sarnai_page, "Сонсож байна уу?")
+    held = sarnai_page.locator("#messages .message.mine", has_text="Сонсож байна уу?")
+    expect(held).to_have_attribute("data-status", "held")
+    fill_and_send(bat_page, "Баяртай")  # the room goes on for him
+    expect(messages_with(bat_page, "Баяртай")).to_have_count(1)
+    expect(messages_with(bat_page, "Сонсож байна уу?")).to_have_count(0)
     for page in (bat_page, sarnai_page):
         assert page.errors == []  # type: ignore[attr-defined]
