@@ -180,6 +180,10 @@ def test_two_browsers_chat_live_and_a_message_survives_a_cut_network(
                               token=bat_token)
         assert status == 201
     fill_and_send(bat_page, "Сүүлийнх")
+    # Her list shows the group's last message and what she has not read, live.
+    expect(group.locator(".room-last")).to_have_text("Сүүлийнх")
+    expect(group.locator(".badge")).to_have_text("61")
+    expect(sarnai_page.locator("#chat-unread")).to_have_text("61")
     if sarnai_page.locator("#room-back").is_visible():
         sarnai_page.click("#room-back")  # a phone shows the list or the room
     group.locator("button").click()

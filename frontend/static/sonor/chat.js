@@ -63,16 +63,26 @@ export function chatScreen({ client, me }) {
     badge.classList.toggle("zero", total === 0);
   }
 
+  // A room as the REST API gives it: a snapshot up to its last_seq. Live events above that
+  // seq change it (see chat.message); a snapshot older than what is known is ignored.
   function roomPut(room) {
+    const known = rooms.get(room.id);
+    if (known && known.last_seq > room.last_seq) return;
     rooms.set(room.id, room);
     client.trackRoom(room.id, room.last_seq);
     renderRooms();
   }
 
-  async function roomFetch(roomId) {
-    const result = await api("GET", "rooms/" + roomId);
-    if (result.ok) roomPut(result.data);
-    return result;
+  const fetching = new Map(); // room id -> its GET in flight (events of a new room come in bursts)
+  function roomFetch(roomId) {
+    if (!fetching.has(roomId)) {
+      fetching.set(roomId, api("GET", "rooms/" + roomId).then((result) => {
+        fetching.delete(roomId);
+        if (result.ok) roomPut(result.data);
+        return result;
+      }));
+    }
+    return fetching.get(roomId);
   }
 
   async function loadRooms() {
@@ -468,11 +478,13 @@ export function chatScreen({ client, me }) {
   client.on("chat.message", async (message) => {
     const room = await ensureRoom(message.room);
     if (!room) return;
-    room.last_seq = Math.max(room.last_seq, message.seq);
-    room.last_message = message;
     const mine = message.sender === me().id;
     const open = current && current.id === message.room;
-    if (!mine && !(open && !document.hidden)) room.unread += 1;
+    if (message.seq > room.last_seq) { // not in the room's snapshot yet
+      room.last_seq = message.seq;
+      room.last_message = message;
+      if (!mine && !(open && !document.hidden)) room.unread += 1;
+    }
     if (open) {
       const li = renderEvent(message);
       if (li) {
@@ -512,11 +524,14 @@ export function chatScreen({ client, me }) {
     }
     const room = await ensureRoom(event.room);
     if (!room) return;
-    room.last_seq = Math.max(room.last_seq, event.seq);
+    if (event.seq > room.last_seq) { // not in the room's snapshot yet
+      room.last_seq = event.seq;
+      if (event.action !== "role") room.member_count += event.action === "joined" ? 1 : -1;
+    }
     if (current && current.id === event.room) {
       const li = renderEvent(event);
       if (li) messages.append(li);
-      if (event.action !== "role") room.member_count += event.action === "joined" ? 1 : -1;
+      $("room-sub").textContent = fmt(_("%(count)s members"), { count: room.member_count });
       loadMembers(current);
     }
   });
