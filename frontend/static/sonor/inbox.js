@@ -135,19 +135,27 @@ export function inboxScreen({ client, onAgencies, onSecurity }) {
   }
 
   // The first page of the inbox with read state; live events add to it.
+  let arrivedWhileLoading = null; // notify.new frames seen while a page is on its way
+
   async function loadInbox() {
+    arrivedWhileLoading = [];
     const result = await api("GET", "inbox?limit=50" + (archived ? "&archived=true" : ""));
+    const arrived = arrivedWhileLoading;
+    arrivedWhileLoading = null;
     if (!result.ok) return result;
     list.replaceChildren();
     items.clear();
     for (const item of result.data.items) addNotification(item);
-    show($("inbox-empty"), result.data.items.length === 0);
+    // A notice stored after the page was read is not in it: keep the live copy.
+    if (!archived) for (const frame of arrived) addNotification(frame);
+    show($("inbox-empty"), items.size === 0);
     setUnread(result.data.unread);
     onAgencies(agencies);
     return result;
   }
 
   client.on("notify.new", (frame) => {
+    if (arrivedWhileLoading) arrivedWhileLoading.push(frame);
     if (!archived) addNotification(frame);
     if (frame.category === "security") onSecurity();
     // The live frame has no delivery details; the list's own item has them.
