@@ -62,6 +62,9 @@ def test_inbox_and_settings_live_with_preferences_language_and_accessibility(
     login.goto(f"{server.url}/login")
     expect(login.locator("#qr")).to_be_visible()
     every_screen(login, "login")
+    login.goto(f"{server.url}/demo/login/not-a-link")
+    expect(login.locator("#error-message")).to_contain_text("буруу")
+    every_screen(login, "error")
 
     _, page = new_page(browser)
     page.on("dialog", lambda dialog: dialog.accept(dialog.default_value))  # suggested text
@@ -174,6 +177,11 @@ def test_inbox_and_settings_live_with_preferences_language_and_accessibility(
         page.click("#export")
     exported = json.loads(Path(download_info.value.path()).read_text())
     assert exported["profile"]["register_number"] == REGISTER
+    outbox = page.context.new_page()
+    outbox.goto(f"{server.url}/demo/outbox")
+    expect(outbox.locator("table.outbox tbody tr").first).to_contain_text("+97699112233")
+    every_screen(outbox, "demo-outbox")
+    outbox.close()
 
     # English by the switch, for the page and for the script's strings; back to Mongolian.
     expect(page.locator("html")).to_have_attribute("lang", "mn")
