@@ -155,3 +155,43 @@ def test_close_codes_and_backoff(page: Page) -> None:
     assert result["tooSlow"]["retryInMs"] == 0  # resume at once
     assert result["revoked"]["state"] == "revoked"
     assert result["refused"]["state"] == "refused"
+
+
+def test_unsent_messages_outlive_the_page_in_storage_per_user(page: Page) -> None:
+    result = run(page, """
+      const storage = new Map();
+      const store = { getItem: (k) => storage.get(k) ?? null, setItem: (k, v) => storage.set(k, v),
+                      removeItem: (k) => storage.delete(k) };
+      const first = new SonorClient({ url: "ws://x/ws/v1", WebSocketImpl: FakeSocket,
+                                      storage: store });
+      first.start(); await tick();
+      welcome(FakeSocket.all[0]); await tick();
+      FakeSocket.all[0].drop(1006);
+      const item = first.send(5, "Ачаалахаас өмнө");    // typed offline, then the page reloads
+      const kept = JSON.parse(storage.get("sonor.outbox.7"));
+      first.stop();
+
+      const other = new SonorClient({ url: "ws://x/ws/v1", WebSocketImpl: FakeSocket,
+                                      storage: store });
+      other.start(); await tick();
+      let socket = FakeSocket.all[FakeSocket.all.length - 1];
+      welcome(socket, { user: { id: 8, name: "Сарнай", phone: null } }); await tick();
+      const sentByAnotherUser = socket.sent.filter((f) => f.type === "chat.send").length;
+      other.stop();
+
+      const again = new SonorClient({ url: "ws://x/ws/v1", WebSocketImpl: FakeSocket,
+                                      storage: store });
+      again.start(); await tick();
+      socket = FakeSocket.all[FakeSocket.all.length - 1];
+      welcome(socket); await tick();
+      const resent = socket.last("chat.send");
+      socket.frame({ type: "ack", id: resent.id, seq: 9, message_id: 90 });
+      await tick();
+      return { kept, clientMsgId: item.clientMsgId, sentByAnotherUser, resent,
+               left: storage.has("sonor.outbox.7") };
+    """)
+    assert [k["text"] for k in result["kept"]] == ["Ачаалахаас өмнө"]
+    assert result["sentByAnotherUser"] == 0  # kept per user
+    assert result["resent"]["client_msg_id"] == result["clientMsgId"]
+    assert result["resent"]["text"] == "Ачаалахаас өмнө"
+    assert result["left"] is False  # acked: nothing kept

@@ -8,17 +8,20 @@ import { $, _, api, keepPlaceOnLanguageSwitch, show, wsUrl } from "./util.js";
 
 let me = null;
 let leaving = false;
-const client = new SonorClient({ url: wsUrl("/ws/v1") }); // the session cookie goes along
+// The session cookie goes along; unsent messages survive a reload of the tab.
+const client = new SonorClient({ url: wsUrl("/ws/v1"), storage: window.sessionStorage });
 
 function toLogin(reason) {
   if (leaving) return;
   leaving = true;
+  client.forgetStored(); // the session is over: its unsent text is not kept
   client.stop();
   location.replace("/login" + (reason ? "?reason=" + encodeURIComponent(reason) : ""));
 }
 
 async function logout() {
   leaving = true;
+  client.forgetStored();
   client.stop();
   await api("POST", "logout");
   location.replace("/login?reason=logout");

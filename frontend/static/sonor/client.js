@@ -52,10 +52,14 @@ export class SonorClient {
    * connects with its own WebSocket implementation carrying `Authorization: Bearer`; a
    * browser on the server's own origin is authenticated by its session cookie.
    */
-  constructor({ url, WebSocketImpl = globalThis.WebSocket, random = Math.random } = {}) {
+  constructor({ url, WebSocketImpl = globalThis.WebSocket, random = Math.random,
+                storage = null } = {}) {
     this.url = url;
     this.WebSocketImpl = WebSocketImpl;
     this.random = random;
+    // Where unsent messages outlive the client (a Web Storage: sessionStorage keeps them
+    // across a page reload); per user, read after the first welcome says who that is.
+    this.storage = storage;
     this.state = "idle";
     this.user = null;              // welcome.user
     this.sessionId = null;
@@ -293,6 +297,7 @@ export class SonorClient {
       this._emit("resync", { stream, room: stream.startsWith("room:") ? Number(stream.slice(5)) : null });
     }
     if (this.inboxSeq === null) this.inboxSeq = frame.inbox_seq;
+    if (first) this._outboxRestore();
     // The replay follows the welcome on the socket; queued messages go after it.
     setTimeout(() => {
       if (this.resumeAgain) this._resume();
@@ -332,7 +337,7 @@ export class SonorClient {
     const item = { clientMsgId, room, text, confirmPii, status: "pending", error: null,
                    seq: null, messageId: null };
     this.outbox.set(clientMsgId, item);
-    this._emit("outbox", item);
+    this._outboxChanged(item);
     this._sendItem(item);
     return item;
   }
@@ -344,7 +349,7 @@ export class SonorClient {
     if (confirmPii !== undefined) item.confirmPii = confirmPii;
     item.status = "pending";
     item.error = null;
-    this._emit("outbox", item);
+    this._outboxChanged(item);
     this._sendItem(item);
   }
 
@@ -354,11 +359,51 @@ export class SonorClient {
     if (!item) return;
     this.outbox.delete(clientMsgId);
     item.status = "discarded";
-    this._emit("outbox", item);
+    this._outboxChanged(item);
   }
 
   pending() {
     return [...this.outbox.values()];
+  }
+
+  _outboxChanged(item) {
+    this._emit("outbox", item);
+    this._outboxSave();
+  }
+
+  _storageKey() {
+    return this.user ? "sonor.outbox." + this.user.id : null;
+  }
+
+  _outboxSave() {
+    const key = this._storageKey();
+    if (!this.storage || !key) return;
+    const unsent = [...this.outbox.values()].map(({ clientMsgId, room, text, confirmPii }) =>
+      ({ clientMsgId, room, text, confirmPii }));
+    try {
+      if (unsent.length) this.storage.setItem(key, JSON.stringify(unsent));
+      else this.storage.removeItem(key);
+    } catch (err) { /* storage full or refused: the messages stay in memory */ }
+  }
+
+  _outboxRestore() {
+    const key = this._storageKey();
+    if (!this.storage || !key) return;
+    let saved = [];
+    try { saved = JSON.parse(this.storage.getItem(key) || "[]"); } catch (err) { saved = []; }
+    for (const { clientMsgId, room, text, confirmPii } of saved) {
+      if (this.outbox.has(clientMsgId)) continue;
+      const item = { clientMsgId, room, text, confirmPii, status: "pending", error: null,
+                     seq: null, messageId: null };
+      this.outbox.set(clientMsgId, item);
+      this._emit("outbox", item);
+    }
+  }
+
+  /** Forget the unsent messages kept in storage (on logout: they are the user's text). */
+  forgetStored() {
+    const key = this._storageKey();
+    if (this.storage && key) this.storage.removeItem(key);
   }
 
   _flushOutbox() {
@@ -387,7 +432,7 @@ export class SonorClient {
         }
         item.status = "failed";
         item.error = err;
-        this._emit("outbox", item);
+        this._outboxChanged(item);
       });
   }
 
@@ -398,7 +443,7 @@ export class SonorClient {
     item.status = "sent";
     item.seq = seq;
     item.messageId = messageId;
-    this._emit("outbox", item);
+    this._outboxChanged(item);
   }
 
   /* ---- the other requests, named ------------------------------------------------------- */
