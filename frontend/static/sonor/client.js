@@ -48,9 +48,10 @@ function randomId() {
 
 export class SonorClient {
   /**
-   * url: the socket's address (ws:// or wss://). A native app passes `protocols` or
-   * connects with its own WebSocket implementation carrying `Authorization: Bearer`; a
-   * browser on the server's own origin is authenticated by its session cookie.
+   * url: the socket's address (ws:// or wss://). A browser on the server's own origin is
+   * authenticated by its session cookie; an app passes a `WebSocketImpl` whose constructor
+   * (given the url) opens the socket with `Authorization: Bearer <token>` (React Native's
+   * WebSocket takes headers as its third argument). `random` is for tests of the backoff.
    */
   constructor({ url, WebSocketImpl = globalThis.WebSocket, random = Math.random,
                 storage = null } = {}) {
