@@ -2,10 +2,8 @@
  * Text from the server is always inserted with textContent, never as markup. */
 
 // Django's JavaScript catalog (/jsi18n/, loaded before the modules) defines gettext and
-// interpolate; without it the English source strings show.
+// interpolate (fmt below does the named kind); without it the English source strings show.
 export const _ = (text) => (globalThis.gettext ? globalThis.gettext(text) : text);
-export const ngettext = (one, many, n) =>
-  (globalThis.ngettext ? globalThis.ngettext(one, many, n) : (n === 1 ? one : many));
 /** "%(name)s wrote" with {name: ...}. */
 export function fmt(text, values) {
   return text.replace(/%\((\w+)\)s/g, (_m, key) => String(values[key] ?? ""));
