@@ -180,6 +180,9 @@ LANGUAGE_CODE = "mn"
 LANGUAGES = [("mn", "Монгол"), ("en", "English")]
 TIME_ZONE = "Asia/Ulaanbaatar"
 USE_I18N = True
+# The web client's catalogs (templates: django, scripts: djangojs); compiled .mo files are
+# committed next to the .po files.
+LOCALE_PATHS = [BASE_DIR / "frontend" / "locale"]
 USE_TZ = True
 
 STATIC_URL = "static/"

@@ -1,10 +1,19 @@
 from django.contrib import admin
 from django.urls import path
+from django.views.i18n import set_language
 
 from chatserver.api import citizen_api
 from chatserver.metrics import metrics_view
 from chatserver.views import healthz, readyz
-from chatserver.web import admin_login, demo_login, dev_outbox, index, login_page, static_file
+from chatserver.web import (
+    admin_login,
+    demo_login,
+    dev_outbox,
+    index,
+    javascript_catalog,
+    login_page,
+    static_file,
+)
 from identity.dan_views import dan_callback, dan_login
 from notify.agency_api import agency_api
 from notify.unsubscribe import email_unsubscribe
@@ -26,5 +35,7 @@ urlpatterns = [
     path("demo/login/<str:token>", demo_login, name="demo_login"),
     path("demo/outbox", dev_outbox, name="dev_outbox"),
     path("static/<path:path>", static_file, name="static"),
+    path("jsi18n/", javascript_catalog, name="javascript_catalog"),
+    path("i18n/setlang/", set_language, name="set_language"),
     path("email/unsubscribe/<str:token>", email_unsubscribe, name="email_unsubscribe"),
 ]

@@ -1,7 +1,8 @@
 """The web client's pages (same origin as the API and sockets) and the demo pages.
 
-The pages are static shells; frontend/static/sonor.js does the work through /api/v1 and
-the sockets. The session token lives only in an HttpOnly cookie that no script can read.
+The pages are static shells; the modules in frontend/static/sonor/ do the work through
+/api/v1 and the sockets. The session token lives only in an HttpOnly cookie that no script
+can read.
 """
 
 import hashlib
@@ -12,6 +13,8 @@ from django.contrib import admin
 from django.contrib.staticfiles.views import serve as staticfiles_serve
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils import translation
+from django.views.i18n import JavaScriptCatalog
 
 from chatserver.client_address import client_address
 from chatserver.errors import AppError, RateLimited, Unauthenticated
@@ -45,15 +48,38 @@ def session_cookie_set(response: HttpResponse, token: str) -> None:
     )
 
 
+def page_language(request: HttpRequest) -> str:
+    """Mongolian unless the citizen switched (the cookie Django's set_language view sets);
+    the browser's Accept-Language is not consulted."""
+    code = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME, "")
+    return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+
+
 def _page(request: HttpRequest, template: str, context: dict[str, object] | None = None,
           status: int = 200) -> HttpResponse:
-    response = render(request, template, {"demo": settings.SONOR_DEMO, **(context or {})},
-                      status=status)
+    with translation.override(page_language(request)):
+        response = render(request, template, {"demo": settings.SONOR_DEMO, **(context or {})},
+                          status=status)
+    response["Content-Language"] = page_language(request)
     # get_host() is checked against ALLOWED_HOSTS.
     response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.format(host=request.get_host())
-    response["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: under no-referrer a form POST (the language switch) carries
+    # `Origin: null`, which Django's CSRF check refuses. Other sites still get no referrer.
+    response["Referrer-Policy"] = "same-origin"
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "no-store"
+    return response
+
+
+_catalog = JavaScriptCatalog.as_view()
+
+
+def javascript_catalog(request: HttpRequest) -> HttpResponse:
+    """The web client's strings (djangojs catalog) in the page's language."""
+    with translation.override(page_language(request)):
+        response: HttpResponse = _catalog(request)
+    response["Cache-Control"] = "no-cache"
+    response["Vary"] = "Cookie"
     return response
 
 

@@ -52,7 +52,7 @@ def test_a_new_citizen_logs_in_with_dan_then_verifies_a_phone(
     expect(page.locator("#me-name")).to_have_text("Дорж Болд")  # the registry's names
     expect(page.locator("#me-register")).to_have_text("УП95041873")
     expect(page.locator("#me-phone")).to_contain_text("—")
-    expect(page.locator("#conn")).to_contain_text("online")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "online")
     expect(page.locator("#session-list .session.current")).to_contain_text("dan")
     (cookie,) = [c for c in context.cookies() if c["name"] == "sonor_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
@@ -86,7 +86,7 @@ def test_an_existing_citizen_logs_in_and_a_denial_logs_nobody_in(
     expect(page).to_have_url(f"{server.url}/")
     expect(page.locator("#me-name")).to_have_text("Бат-Эрдэнэ")
     expect(page.locator("#me-phone")).to_have_text("+97699112233")
-    expect(page.locator("#conn")).to_contain_text("online")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "online")
 
     other, denied = new_page(browser)
     consent_at_dan(denied, server, dan, register_number="УБ99011512", decision="deny")

@@ -77,7 +77,7 @@ def demo_login(page: Page, server: LiveServer, user: User) -> None:
     page.goto(f"{server.url}/demo/login/{token}")
     expect(page).to_have_url(f"{server.url}/")
     expect(page.locator("#me-name")).to_have_text(user.name)
-    expect(page.locator("#conn")).to_contain_text("online")  # the socket said welcome
+    expect(page.locator("#conn")).to_have_attribute("data-state", "online")  # welcome
 
 
 def http_json(method: str, url: str, body: dict[str, Any] | None = None, *,
@@ -129,8 +129,9 @@ def test_demo_login_then_live_notices_and_a_number_that_moves(
     expect(bat_page.locator("#me-name")).to_have_text("Бат-Эрдэнэ")
     expect(bat_page.locator("#me-register")).to_have_text("УБ99011512")
     expect(bat_page.locator("#me-phone")).to_have_text("+97699112233")
-    expect(bat_page.locator("#conn")).to_contain_text("online")
+    expect(bat_page.locator("#conn")).to_have_attribute("data-state", "online")
     expect(bat_page.locator("#unread")).to_have_text("0")
+    bat_page.click("#nav-inbox")
     expect(bat_page.locator("#inbox-empty")).to_be_visible()
     # The session lives in an HttpOnly, SameSite=Strict cookie that no script can read.
     (cookie,) = [c for c in bat_context.cookies() if c["name"] == "sonor_session"]
@@ -168,8 +169,8 @@ def test_demo_login_then_live_notices_and_a_number_that_moves(
     expect(bat_page.locator("#unread")).to_have_text("0")
     expect(notice).to_have_class(re.compile(r"\bread\b"))
     # A reload lists it again, read, with the agency's name.
-    bat_page.reload()
-    expect(bat_page.locator("#conn")).to_contain_text("online")
+    bat_page.reload()  # the inbox stays the screen shown (#inbox)
+    expect(bat_page.locator("#conn")).to_have_attribute("data-state", "online")
     expect(notice).to_have_class(re.compile(r"\bread\b"))
     expect(notice.locator(".agency")).to_have_text("Улсын бүртгэлийн ерөнхий газар")
     expect(bat_page.locator("#unread")).to_have_text("0")
@@ -177,6 +178,7 @@ def test_demo_login_then_live_notices_and_a_number_that_moves(
     # Сарнай, on her own browser, verifies the number Бат had: the operator gave it to her.
     _, sarnai_page = new_page(browser)
     demo_login(sarnai_page, server, sarnai)
+    sarnai_page.click("#nav-settings")
     expect(sarnai_page.locator("#me-phone")).to_contain_text("—")
     expect(sarnai_page.locator("#code-form")).to_be_hidden()
     sarnai_page.fill("#phone-input", "+976 9911 2233")
@@ -230,10 +232,12 @@ def test_logout_and_log_out_everywhere_else(
     # Both browsers are listed; the laptop ends every other session: the office page, whose
     # socket is told at once, goes to the login page.
     laptop.reload()
+    laptop.click("#nav-settings")
     expect(laptop.locator("#session-list .session")).to_have_count(2)
     laptop.click("#revoke-others")
     expect(office).to_have_url(f"{server.url}/login?reason=logout")
-    expect(office.locator("#login-reason")).to_contain_text("You are logged out")
+    expect(office.locator("#login-reason")).to_have_attribute("data-reason", "logout")
+    expect(office.locator("#login-reason")).to_contain_text("Та системээс гарлаа")
     expect(laptop.locator("#session-list .session")).to_have_count(1)
     assert page_fetch_status(office, "/api/v1/me") == 401
 
@@ -272,7 +276,7 @@ def test_qr_login_denied_then_approved_by_a_logged_in_phone(
     qr = page.locator("#qr")
     expect(qr).to_be_visible()
     assert (qr.get_attribute("src") or "").startswith("data:image/svg+xml")
-    expect(page.locator("#login-hint")).to_contain_text("Scan with the Sonor app")
+    expect(page.locator("#login-hint")).to_contain_text("Сонор аппаар уншуулж")
     expect(page.locator(".demo-note")).to_contain_text("/demo/login/")
     wait_until(page, lambda: page.evaluate("document.getElementById('qr').naturalWidth") > 0)
     page.screenshot(path="/tmp/sonor-login.png", full_page=True)
@@ -284,11 +288,11 @@ def test_qr_login_denied_then_approved_by_a_logged_in_phone(
     status, request = http_json("POST", f"{server.url}/api/v1/qr/lookup", {"token": first},
                                 token=phone_token)
     assert status == 200, request
-    expect(page.locator("#login-status")).to_contain_text("Confirm on your phone")
+    expect(page.locator("#login-status")).to_contain_text("Утсан дээрээ зөвшөөрнө үү")
     status, _ = http_json("POST", f"{server.url}/api/v1/qr/deny", {"token": first},
                           token=phone_token)
     assert status == 204
-    expect(page.locator("#login-status")).to_contain_text("denied")
+    expect(page.locator("#login-status")).to_contain_text("татгалзлаа")
     expect(page.locator("#login-retry")).to_be_visible()
 
     # Retry shows a new code; the phone approves it and the page is logged in.
@@ -308,7 +312,7 @@ def test_qr_login_denied_then_approved_by_a_logged_in_phone(
     assert status == 200, created
     expect(page).to_have_url(f"{server.url}/")
     expect(page.locator("#me-name")).to_have_text("Бат-Эрдэнэ")
-    expect(page.locator("#conn")).to_contain_text("online")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "online")
     expect(page.locator("#session-list .session.current")).to_contain_text("qr")
     # The new session is the one the phone was told about.
     assert page.evaluate("fetch('/api/v1/me').then(r => r.json()).then(b => b.session_id)"
