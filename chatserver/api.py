@@ -9,7 +9,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
 
-from chatserver.errors import AppError, OriginForbidden, Unauthenticated
+from chatserver.core.errors import AppError, OriginForbidden, Unauthenticated
 from identity.models import DeviceSession
 from identity.services import session_authenticate
 from identity.ws_auth import bearer_from_header, origin_allowed

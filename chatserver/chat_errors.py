@@ -1,11 +1,11 @@
-"""Chat errors with stable codes (see chatserver.errors for the mapper contract).
+"""Chat errors with stable codes (see chatserver.core.errors for the mapper contract).
 
 Leaf module. A user who was blocked is never told: no code here says "blocked by".
 """
 
 from typing import Any
 
-from chatserver.errors import AppError
+from chatserver.core.errors import AppError
 
 
 class PhoneNotVerified(AppError):

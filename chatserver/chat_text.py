@@ -27,7 +27,7 @@ import re
 import unicodedata
 
 from chatserver.chat_errors import TextControlCharacters, TextEmpty, TextTooLong
-from chatserver.errors import InvalidRegisterNumber
+from chatserver.core.errors import InvalidRegisterNumber
 from identity.domain import _CYRILLIC, register_parse
 
 TEXT_MAX = 4096

@@ -1,6 +1,6 @@
 """The device socket /ws/v1: authenticate, then route frames to ws_handlers.
 
-A socket has no channel-layer channel of its own: the process's LocalHub (chatserver.realtime)
+A socket has no channel-layer channel of its own: the process's LocalHub (chatserver.core.realtime)
 follows the groups of its user, its session and its rooms, and hands each layer message to
 `hub_deliver`, which queues already serialised frames in a bounded outbox. A writer task,
 alive only while the outbox has frames, drains it; a socket that falls too far behind is
@@ -31,9 +31,9 @@ from django.conf import settings
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
-from chatserver import protocol
 from chatserver.chat_config import chat_setting
-from chatserver.errors import (
+from chatserver.core import protocol
+from chatserver.core.errors import (
     AppError,
     FrameTooLarge,
     InvalidInput,
@@ -41,10 +41,16 @@ from chatserver.errors import (
     RateLimited,
     UnknownFrame,
 )
-from chatserver.loop_local import LoopLocal
-from chatserver.metrics import FRAME_ERRORS, FRAMES_IN, FRAMES_OUT, SOCKETS_OPEN, SOCKETS_REFUSED
-from chatserver.ratelimit import TokenBucket
-from chatserver.realtime import LocalHub, local_hub, room_group, session_group, user_group
+from chatserver.core.loop_local import LoopLocal
+from chatserver.core.metrics import (
+    FRAME_ERRORS,
+    FRAMES_IN,
+    FRAMES_OUT,
+    SOCKETS_OPEN,
+    SOCKETS_REFUSED,
+)
+from chatserver.core.ratelimit import TokenBucket
+from chatserver.core.realtime import LocalHub, local_hub, room_group, session_group, user_group
 from chatserver.selectors import room_ids_by_user
 from chatserver.services import chat_presence_apply
 from chatserver.ws_handlers import HANDLERS

@@ -15,9 +15,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chatserver import protocol
-from chatserver.errors import RateLimited
-from chatserver.throttle import throttle_check
+from chatserver.core import protocol
+from chatserver.core.errors import RateLimited
+from chatserver.core.throttle import throttle_check
 from identity.login.qr import (
     qr_code_frame,
     qr_login_close,

@@ -19,7 +19,7 @@ import logging
 
 from channels.db import database_sync_to_async
 
-from chatserver.loop_local import LoopLocal
+from chatserver.core.loop_local import LoopLocal
 from chatserver.models import RoomEvent
 from chatserver.services import SendOutcome, SendRequest, messages_send_batch
 

@@ -11,9 +11,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from pydantic import BaseModel
 
-from chatserver import protocol
 from chatserver.chat_config import chat_setting
 from chatserver.chat_errors import NotMember, UserNotFound
+from chatserver.core import protocol
 from chatserver.models import (
     Block,
     Membership,

@@ -29,7 +29,6 @@ from django.db.models import F
 from django.utils import timezone
 from pydantic import BaseModel
 
-from chatserver import protocol
 from chatserver.chat_config import chat_setting
 from chatserver.chat_errors import (
     DirectRoomsLimit,
@@ -49,7 +48,15 @@ from chatserver.chat_errors import (
     UserNotFound,
 )
 from chatserver.chat_text import pii_kinds, text_clean
-from chatserver.errors import AppError, InvalidInput, RateLimited
+from chatserver.core import protocol
+from chatserver.core.errors import AppError, InvalidInput, RateLimited
+from chatserver.core.realtime import (
+    publish_room_on_commit,
+    publish_rooms_on_commit,
+    publish_user_on_commit,
+    room_join_on_commit,
+)
+from chatserver.core.throttle import throttle_check, throttle_check_many
 from chatserver.models import (
     Block,
     Membership,
@@ -59,12 +66,6 @@ from chatserver.models import (
     RoomEvent,
     SocketPresence,
 )
-from chatserver.realtime import (
-    publish_room_on_commit,
-    publish_rooms_on_commit,
-    publish_user_on_commit,
-    room_join_on_commit,
-)
 from chatserver.selectors import (
     event_frame,
     invitation_frame,
@@ -73,7 +74,6 @@ from chatserver.selectors import (
     room_unread_count,
     user_visible_get,
 )
-from chatserver.throttle import throttle_check, throttle_check_many
 from identity.domain import mobile_parse
 from identity.models import PhoneNumber, User
 from notify.chat_push import chat_pushes_on_delete, chat_pushes_on_read

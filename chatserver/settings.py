@@ -94,7 +94,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "chatserver.client_address.UntrustedProxyHeadersMiddleware",
+    "chatserver.core.client_address.UntrustedProxyHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -157,7 +157,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "chatserver.layers.InMemoryLayer",
+            "BACKEND": "chatserver.core.layers.InMemoryLayer",
             # The process hub's channel carries every room and user event of the process.
             "CONFIG": {"channel_capacity": {"hub.*": 100_000}},
         }

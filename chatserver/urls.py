@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from chatserver.api import citizen_api
-from chatserver.metrics import metrics_view
+from chatserver.core.metrics import metrics_view
 from chatserver.views import healthz, readyz
 from chatserver.web import admin_login, demo_login, dev_outbox, index, login_page, static_file
 from identity.dan_views import dan_callback, dan_login

@@ -13,9 +13,9 @@ from django.contrib.staticfiles.views import serve as staticfiles_serve
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
-from chatserver.client_address import client_address
-from chatserver.errors import AppError, RateLimited, Unauthenticated
-from chatserver.throttle import throttle_check
+from chatserver.core.client_address import client_address
+from chatserver.core.errors import AppError, RateLimited, Unauthenticated
+from chatserver.core.throttle import throttle_check
 from identity.login.base import login_methods
 from identity.login.demo import demo_login_consume
 from identity.services import session_create

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from pydantic import BaseModel
 
-from chatserver import protocol, services
+from chatserver import services
 from chatserver.chat_config import chat_setting
 from chatserver.chat_errors import NotMember
+from chatserver.core import protocol
+from chatserver.core.realtime import publish_room_now
 from chatserver.message_writer import message_writer
-from chatserver.realtime import publish_room_now
 from chatserver.selectors import room_history, welcome_build
 from notify.services import notifications_mark_read
 

@@ -13,8 +13,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from chatserver.errors import AppError
-from chatserver.throttle import throttle_check
+from chatserver.core.errors import AppError
+from chatserver.core.throttle import throttle_check
 from chatserver.web import _page, session_cookie_set
 from identity.login import dan
 from identity.services import phone_current

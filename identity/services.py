@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
-from chatserver.errors import (
+from chatserver.core.errors import (
     AccountInactive,
     AppError,
     CodeAttemptsExceeded,
@@ -23,7 +23,7 @@ from chatserver.errors import (
     RateLimited,
     Unauthenticated,
 )
-from chatserver.realtime import revoke_on_commit, session_group, user_group
+from chatserver.core.realtime import revoke_on_commit, session_group, user_group
 from identity.domain import mobile_parse, register_parse
 from identity.errors import ConfirmationRequired, NoVerifiedPhone, SessionExpired, SmsFailed
 from identity.models import (

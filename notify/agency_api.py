@@ -15,9 +15,9 @@ from ninja.security import HttpBearer
 from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
 from chatserver.api import error_response, install_error_handlers
-from chatserver.api_schemas import ErrorOut
-from chatserver.errors import InvalidInput
-from chatserver.throttle import throttle_check
+from chatserver.core.api_schemas import ErrorOut
+from chatserver.core.errors import InvalidInput
+from chatserver.core.throttle import throttle_check
 from notify import broadcasts, selectors, services
 from notify.agency_services import agency_scope_check, api_key_authenticate
 from notify.errors import PayloadTooLarge

@@ -13,8 +13,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from chatserver.errors import InvalidInput, NotFound
-from chatserver.throttle import throttle_check
+from chatserver.core.errors import InvalidInput, NotFound
+from chatserver.core.throttle import throttle_check
 from identity.models import DeviceSession, User
 from identity.services import token_hash
 from notify.models import (

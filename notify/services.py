@@ -1,7 +1,7 @@
 """Inbox writes, agency notifications and direct sends.
 
 Every notification is committed before it is published: frames go out on commit
-(chatserver.realtime.publish_on_commit), so a rolled-back write is never seen live.
+(chatserver.core.realtime.publish_on_commit), so a rolled-back write is never seen live.
 
     agency POST --> agency_notification_send --> notification_create --> InboxState lock, seq
                                                         |                 INSERT, on commit:
@@ -21,9 +21,9 @@ from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 from pydantic import BaseModel
 
-from chatserver import protocol
-from chatserver.errors import InvalidInput, InvalidRegisterNumber
-from chatserver.realtime import publish_many_on_commit, publish_on_commit, user_group
+from chatserver.core import protocol
+from chatserver.core.errors import InvalidInput, InvalidRegisterNumber
+from chatserver.core.realtime import publish_many_on_commit, publish_on_commit, user_group
 from identity.domain import register_parse
 from identity.models import User
 from identity.services import access_log_record

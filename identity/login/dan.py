@@ -31,7 +31,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from chatserver.errors import AccountInactive, AppError, InvalidRegisterNumber
+from chatserver.core.errors import AccountInactive, AppError, InvalidRegisterNumber
 from identity.domain import register_parse
 from identity.login.errors import LoginMethodUnavailable
 from identity.models import DeviceSession, User

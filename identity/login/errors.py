@@ -1,6 +1,6 @@
 """Errors of the pluggable login methods (kept here: chatserver/errors.py holds the shared ones)."""
 
-from chatserver.errors import AppError
+from chatserver.core.errors import AppError
 
 
 class LoginMethodUnavailable(AppError):

@@ -27,9 +27,9 @@ from django.db import transaction
 from django.utils import timezone
 from pydantic import BaseModel
 
-from chatserver import protocol
-from chatserver.errors import QrAlreadyUsed, QrDenied, QrExpired, QrNotFound, QrNotScanned
-from chatserver.realtime import send_to_channel
+from chatserver.core import protocol
+from chatserver.core.errors import QrAlreadyUsed, QrDenied, QrExpired, QrNotFound, QrNotScanned
+from chatserver.core.realtime import send_to_channel
 from identity.models import DeviceSession, QrLogin
 from identity.services import session_create, token_hash
 

@@ -10,7 +10,8 @@ from django.core.cache import cache
 from django.db import close_old_connections, connection
 from pydantic import BaseModel
 
-from chatserver import protocol, services
+from chatserver import services
+from chatserver.core import protocol
 from chatserver.models import PendingInvite, Room, RoomEvent
 from identity.models import User
 

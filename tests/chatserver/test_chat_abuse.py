@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chatserver import protocol, services
+from chatserver import services
 from chatserver.chat_errors import (
     DirectRoomsLimit,
     InviteNotFound,
@@ -15,7 +15,8 @@ from chatserver.chat_errors import (
     ReportInvalid,
     UserBlocked,
 )
-from chatserver.errors import RateLimited
+from chatserver.core import protocol
+from chatserver.core.errors import RateLimited
 from chatserver.models import PendingInvite, Report, Room, RoomEvent
 from chatserver.selectors import invitation_list
 from identity.models import User

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import protocol, services
+from chatserver import services
 from chatserver.chat_errors import (
     MessageDeleted,
     MessageNotFound,
@@ -19,6 +19,7 @@ from chatserver.chat_errors import (
     TextEmpty,
     TextTooLong,
 )
+from chatserver.core import protocol
 from chatserver.models import RoomEvent
 from chatserver.selectors import room_history
 from tests.chatserver import chat_helpers

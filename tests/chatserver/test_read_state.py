@@ -4,7 +4,8 @@ receipts to the other members (aggregate counts in large groups); typing indicat
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import protocol, services
+from chatserver import services
+from chatserver.core import protocol
 from chatserver.models import Membership, RoomEvent
 from chatserver.selectors import room_list
 from tests.chatserver import chat_helpers

@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chatserver import protocol, services
+from chatserver import services
 from chatserver.chat_errors import (
     NotAGroup,
     NotMember,
@@ -16,6 +16,7 @@ from chatserver.chat_errors import (
     RoomFull,
     SelfChat,
 )
+from chatserver.core import protocol
 from chatserver.models import Membership, PendingInvite, Room, RoomEvent
 from chatserver.selectors import invitation_list, room_history
 from notify.models import Notification
@@ -442,7 +443,7 @@ async def test_a_socket_too_far_behind_is_closed_and_its_drops_counted(
     from channels.layers import get_channel_layer
 
     from chatserver.consumers import ROOM_FRAMES_DROPPED
-    from chatserver.realtime import room_group
+    from chatserver.core.realtime import room_group
 
     settings.SONOR_CHAT_SOCKET_BUFFER = 2
     a, b = await database_sync_to_async(chat_user)(), await database_sync_to_async(chat_user)()

@@ -13,7 +13,8 @@ from django.conf import settings
 from pydantic import Field, TypeAdapter
 from websockets.asyncio.client import ClientConnection, connect
 
-from chatserver import protocol, services
+from chatserver import services
+from chatserver.core import protocol
 from chatserver.models import RoomEvent
 from identity.services import _phone_bind, citizen_create, session_create
 from tests.chatserver import chat_helpers

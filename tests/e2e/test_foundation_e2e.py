@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from chatserver import protocol
+from chatserver.core import protocol
 from identity.services import _phone_bind, citizen_create, session_create
 from tests.e2e.conftest import LiveServer, header_dict
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from chatserver import protocol
+from chatserver.core import protocol
 from identity.services import _phone_bind, citizen_create, session_create
 from tests.e2e.conftest import ROOT, LiveServer, _database_url, _free_port
 from tests.e2e.test_foundation_e2e import http, receive

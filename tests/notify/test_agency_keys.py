@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from chatserver.errors import Unauthenticated
+from chatserver.core.errors import Unauthenticated
 from notify.agency_services import agency_create, api_key_authenticate, api_key_issue
 from notify.models import Agency, AgencyApiKey
 

@@ -19,7 +19,7 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.utils import timezone
 
-from chatserver import protocol
+from chatserver.core import protocol
 from identity.models import User
 from identity.services import account_close
 from notify.broadcasts import broadcast_batch_process

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chatserver.protocol_doc import DOC_PATH, render_protocol_doc
+from chatserver.core.protocol_doc import DOC_PATH, render_protocol_doc
 
 
 class Command(BaseCommand):

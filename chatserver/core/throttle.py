@@ -12,7 +12,7 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 
-from chatserver.errors import RateLimited
+from chatserver.core.errors import RateLimited
 
 
 def throttle_check(*, key: str, limit: int, window_seconds: int) -> None:

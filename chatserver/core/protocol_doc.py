@@ -1,4 +1,4 @@
-"""Renders docs/protocol.md from the frame models in chatserver.protocol.
+"""Renders docs/protocol.md from the frame models in chatserver.core.protocol.
 
     protocol.py unions (ClientFrame, ServerFrame, Login*Frame)
         --> one section per union, one entry per frame: type, docstring, JSON Schema
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from chatserver import protocol
+from chatserver.core import protocol
 
 DOC_PATH = "docs/protocol.md"
 

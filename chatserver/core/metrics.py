@@ -4,7 +4,7 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
-from chatserver.client_address import client_address
+from chatserver.core.client_address import client_address
 
 SOCKETS_OPEN = Gauge("sonor_sockets_open", "Open authenticated device sockets")
 FRAMES_IN = Counter("sonor_frames_in_total", "Client frames received", ["type"])
