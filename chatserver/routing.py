@@ -1,7 +1,7 @@
 from django.urls import path
 
-from chatserver.consumers import DeviceConsumer
-from chatserver.login_consumer import LoginConsumer
+from chatserver.sockets.consumers import DeviceConsumer
+from chatserver.sockets.login_consumer import LoginConsumer
 
 websocket_urlpatterns = [
     path("ws/v1", DeviceConsumer.as_asgi()),

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET
 
 from chatserver.core.errors import AppError
 from chatserver.core.throttle import throttle_check
-from chatserver.web import _page, session_cookie_set
+from chatserver.http.pages import _page, session_cookie_set
 from identity.login import dan
 from identity.services import phone_current
 

@@ -442,8 +442,8 @@ async def test_a_socket_too_far_behind_is_closed_and_its_drops_counted(
         ws_connect, chat_user, make_token, settings) -> None:
     from channels.layers import get_channel_layer
 
-    from chatserver.consumers import ROOM_FRAMES_DROPPED
     from chatserver.core.realtime import room_group
+    from chatserver.sockets.consumers import ROOM_FRAMES_DROPPED
 
     settings.SONOR_CHAT_SOCKET_BUFFER = 2
     a, b = await database_sync_to_async(chat_user)(), await database_sync_to_async(chat_user)()

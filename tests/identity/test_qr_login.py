@@ -21,10 +21,10 @@ from django.db import connection
 from django.utils import timezone
 from pydantic import BaseModel
 
-from chatserver import login_consumer
 from chatserver.asgi import application
 from chatserver.core import protocol
 from chatserver.core.errors import AppError
+from chatserver.sockets import login_consumer
 from identity.login import base as login_base
 from identity.login import dan
 from identity.login.errors import LoginMethodUnavailable

@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from chatserver.core import protocol
+from chatserver.worker.jobs import worker_run_until_idle
 from identity.models import User
 from identity.services import account_close
 from notify.broadcasts import broadcast_batch_process
@@ -27,7 +28,6 @@ from notify.models import Agency, Broadcast, Notification
 from notify.selectors import inbox_seq
 from notify.services import notification_create
 from notify.workdays import earliest_after_working_days
-from notify.worker import worker_run_until_idle
 from tests.conftest import JsonClient
 from tests.notify.helpers import send
 

@@ -14,10 +14,10 @@ from ninja.errors import HttpError
 from ninja.security import HttpBearer
 from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
-from chatserver.api import error_response, install_error_handlers
 from chatserver.core.api_schemas import ErrorOut
 from chatserver.core.errors import InvalidInput
 from chatserver.core.throttle import throttle_check
+from chatserver.http.api import error_response, install_error_handlers
 from notify import broadcasts, selectors, services
 from notify.agency_services import agency_scope_check, api_key_authenticate
 from notify.errors import PayloadTooLarge

@@ -17,7 +17,7 @@ from chatserver.selectors import room_history, welcome_build
 from notify.services import notifications_mark_read
 
 if TYPE_CHECKING:
-    from chatserver.consumers import DeviceConsumer
+    from chatserver.sockets.consumers import DeviceConsumer
 
 Handler = Callable[["DeviceConsumer", Any], Awaitable[list[BaseModel]]]
 

@@ -53,7 +53,7 @@ from chatserver.core.ratelimit import TokenBucket
 from chatserver.core.realtime import LocalHub, local_hub, room_group, session_group, user_group
 from chatserver.selectors import room_ids_by_user
 from chatserver.services import chat_presence_apply
-from chatserver.ws_handlers import HANDLERS
+from chatserver.sockets.ws_handlers import HANDLERS
 from identity.models import DeviceSession
 from identity.selectors import session_end_reasons
 from identity.ws_auth import scope_authenticate, scope_client

@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from notify.worker import default_jobs, worker_loop
+from chatserver.worker.jobs import default_jobs, worker_loop
 
 
 class Command(BaseCommand):

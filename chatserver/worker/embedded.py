@@ -13,7 +13,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from notify.worker import default_jobs, jobs_run_once
+from chatserver.worker.jobs import default_jobs, jobs_run_once
 
 log = logging.getLogger(__name__)
 
