@@ -9,10 +9,10 @@ from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import Field, model_validator
 
-from chatserver import selectors, services
+from chatserver.chat import selectors, services
+from chatserver.chat.models import Block, Membership, PendingInvite, Room
 from chatserver.core import protocol
 from chatserver.core.api_schemas import ErrorOut
-from chatserver.models import Block, Membership, PendingInvite, Room
 from identity.models import User
 from identity.ws_auth import request_session
 

@@ -31,7 +31,9 @@ from django.conf import settings
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
-from chatserver.chat_config import chat_setting
+from chatserver.chat.config import chat_setting
+from chatserver.chat.selectors import room_ids_by_user
+from chatserver.chat.services import chat_presence_apply
 from chatserver.core import protocol
 from chatserver.core.errors import (
     AppError,
@@ -51,8 +53,6 @@ from chatserver.core.metrics import (
 )
 from chatserver.core.ratelimit import TokenBucket
 from chatserver.core.realtime import LocalHub, local_hub, room_group, session_group, user_group
-from chatserver.selectors import room_ids_by_user
-from chatserver.services import chat_presence_apply
 from chatserver.sockets.ws_handlers import HANDLERS
 from identity.models import DeviceSession
 from identity.selectors import session_end_reasons

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from pydantic import BaseModel
 
-from chatserver import services
-from chatserver.chat_config import chat_setting
-from chatserver.chat_errors import NotMember
+from chatserver.chat import services
+from chatserver.chat.config import chat_setting
+from chatserver.chat.errors import NotMember
+from chatserver.chat.selectors import room_history, welcome_build
 from chatserver.core import protocol
 from chatserver.core.realtime import publish_room_now
-from chatserver.message_writer import message_writer
-from chatserver.selectors import room_history, welcome_build
+from chatserver.sockets.message_writer import message_writer
 from notify.services import notifications_mark_read
 
 if TYPE_CHECKING:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from django.db import close_old_connections, connection
 
+from chatserver.chat.push import chat_pushes_plan
 from identity.services import identity_purge
 from notify.broadcasts import broadcast_batch_process
-from notify.chat_push import chat_pushes_plan
 from notify.delivery import deliveries_process
 
 log = logging.getLogger(__name__)

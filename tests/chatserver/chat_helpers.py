@@ -10,9 +10,9 @@ from django.core.cache import cache
 from django.db import close_old_connections, connection
 from pydantic import BaseModel
 
-from chatserver import services
+from chatserver.chat import services
+from chatserver.chat.models import PendingInvite, Room, RoomEvent
 from chatserver.core import protocol
-from chatserver.models import PendingInvite, Room, RoomEvent
 from identity.models import User
 
 _numbers = itertools.count(1)

@@ -7,18 +7,18 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chatserver import services
-from chatserver.chat_errors import (
+from chatserver.chat import services
+from chatserver.chat.errors import (
     DirectRoomsLimit,
     InviteNotFound,
     MessageNotFound,
     ReportInvalid,
     UserBlocked,
 )
+from chatserver.chat.models import PendingInvite, Report, Room, RoomEvent
+from chatserver.chat.selectors import invitation_list
 from chatserver.core import protocol
 from chatserver.core.errors import RateLimited
-from chatserver.models import PendingInvite, Report, Room, RoomEvent
-from chatserver.selectors import invitation_list
 from identity.models import User
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import (

@@ -4,9 +4,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chatserver import services
+from chatserver.chat import services
+from chatserver.chat.models import Block, Report, Room, RoomEvent
 from chatserver.core import protocol
-from chatserver.models import Block, Report, Room, RoomEvent
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import direct_room, group, new_phone, phone_of, send
 

@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import services
-from chatserver.chat_errors import NotMember, PiiWarning
+from chatserver.chat import services
+from chatserver.chat.errors import NotMember, PiiWarning
+from chatserver.chat.models import RoomEvent
+from chatserver.chat.services import SendRequest, messages_send_batch
 from chatserver.core import protocol
-from chatserver.models import RoomEvent
-from chatserver.services import SendRequest, messages_send_batch
 from tests.chatserver.chat_helpers import (
     agroup,
     chat_user,

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import services
-from chatserver.chat_errors import (
+from chatserver.chat import services
+from chatserver.chat.errors import (
     MessageDeleted,
     MessageNotFound,
     NotMember,
@@ -19,9 +19,9 @@ from chatserver.chat_errors import (
     TextEmpty,
     TextTooLong,
 )
+from chatserver.chat.models import RoomEvent
+from chatserver.chat.selectors import room_history
 from chatserver.core import protocol
-from chatserver.models import RoomEvent
-from chatserver.selectors import room_history
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import (
     ack_of,

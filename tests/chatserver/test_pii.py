@@ -4,11 +4,11 @@
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import services
-from chatserver.chat_errors import PiiWarning
-from chatserver.chat_text import luhn_valid, pii_kinds
+from chatserver.chat import services
+from chatserver.chat.errors import PiiWarning
+from chatserver.chat.models import RoomEvent
+from chatserver.chat.text import luhn_valid, pii_kinds
 from chatserver.core import protocol
-from chatserver.models import RoomEvent
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import direct_room, drain, error_of, send
 

@@ -8,9 +8,9 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from chatserver import services
-from chatserver.chat_errors import PiiWarning, TextEmpty
-from chatserver.models import Block, PendingInvite, Report, Room
+from chatserver.chat import services
+from chatserver.chat.errors import PiiWarning, TextEmpty
+from chatserver.chat.models import Block, PendingInvite, Report, Room
 from identity.models import User
 from identity.services import _phone_bind
 from notify.models import Notification

@@ -4,10 +4,10 @@ receipts to the other members (aggregate counts in large groups); typing indicat
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import services
+from chatserver.chat import services
+from chatserver.chat.models import Membership, RoomEvent
+from chatserver.chat.selectors import room_list
 from chatserver.core import protocol
-from chatserver.models import Membership, RoomEvent
-from chatserver.selectors import room_list
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import ack_of, direct_room, drain, group, send
 

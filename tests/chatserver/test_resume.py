@@ -4,7 +4,7 @@ including rooms the user was added to while offline; `resync` where the gap is t
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import services
+from chatserver.chat import services
 from chatserver.core import protocol
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import direct_room, group, phone_of, send, seqs

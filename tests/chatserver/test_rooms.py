@@ -7,8 +7,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chatserver import services
-from chatserver.chat_errors import (
+from chatserver.chat import services
+from chatserver.chat.errors import (
     NotAGroup,
     NotMember,
     PhoneNotVerified,
@@ -16,9 +16,9 @@ from chatserver.chat_errors import (
     RoomFull,
     SelfChat,
 )
+from chatserver.chat.models import Membership, PendingInvite, Room, RoomEvent
+from chatserver.chat.selectors import invitation_list, room_history
 from chatserver.core import protocol
-from chatserver.models import Membership, PendingInvite, Room, RoomEvent
-from chatserver.selectors import invitation_list, room_history
 from notify.models import Notification
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import (
@@ -402,8 +402,8 @@ async def test_both_sockets_get_a_new_direct_room(ws_connect, chat_user, make_to
 @pytest.mark.django_db(transaction=True)
 async def test_chat_offline_members_are_those_without_a_live_socket(
         ws_connect, chat_user, make_token, settings) -> None:
-    from chatserver.models import SocketPresence
-    from chatserver.selectors import chat_offline_members
+    from chatserver.chat.models import SocketPresence
+    from chatserver.chat.selectors import chat_offline_members
 
     owner, online, offline = [await database_sync_to_async(chat_user)() for _ in range(3)]
     room = await agroup(owner, online, offline)

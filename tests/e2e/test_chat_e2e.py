@@ -13,9 +13,9 @@ from django.conf import settings
 from pydantic import Field, TypeAdapter
 from websockets.asyncio.client import ClientConnection, connect
 
-from chatserver import services
+from chatserver.chat import services
+from chatserver.chat.models import RoomEvent
 from chatserver.core import protocol
-from chatserver.models import RoomEvent
 from identity.services import _phone_bind, citizen_create, session_create
 from tests.chatserver import chat_helpers
 from tests.e2e.conftest import LiveServer

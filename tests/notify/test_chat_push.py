@@ -6,12 +6,12 @@ from collections.abc import Callable
 import pytest
 from django.test import Client
 
-from chatserver import services
-from chatserver.models import Room
+from chatserver.chat import services
+from chatserver.chat.models import Room
+from chatserver.chat.push import chat_pushes_plan
 from identity.models import User
 from identity.services import session_create
 from notify import preferences
-from notify.chat_push import chat_pushes_plan
 from notify.delivery import deliveries_process
 from notify.models import Delivery, DevOutboxMessage
 from notify.senders.base import OutboundMessage

@@ -19,9 +19,9 @@ import logging
 
 from channels.db import database_sync_to_async
 
+from chatserver.chat.models import RoomEvent
+from chatserver.chat.services import SendOutcome, SendRequest, messages_send_batch
 from chatserver.core.loop_local import LoopLocal
-from chatserver.models import RoomEvent
-from chatserver.services import SendOutcome, SendRequest, messages_send_batch
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ tag sequence (the flags of England, Scotland, Wales: U+1F3F4 then tags).
 import re
 import unicodedata
 
-from chatserver.chat_errors import TextControlCharacters, TextEmpty, TextTooLong
+from chatserver.chat.errors import TextControlCharacters, TextEmpty, TextTooLong
 from chatserver.core.errors import InvalidRegisterNumber
 from identity.domain import _CYRILLIC, register_parse
 

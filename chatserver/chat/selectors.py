@@ -11,10 +11,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from pydantic import BaseModel
 
-from chatserver.chat_config import chat_setting
-from chatserver.chat_errors import NotMember, UserNotFound
-from chatserver.core import protocol
-from chatserver.models import (
+from chatserver.chat.config import chat_setting
+from chatserver.chat.errors import NotMember, UserNotFound
+from chatserver.chat.models import (
     Block,
     Membership,
     PendingInvite,
@@ -23,6 +22,7 @@ from chatserver.models import (
     RoomEvent,
     SocketPresence,
 )
+from chatserver.core import protocol
 from identity.models import DeviceSession, PhoneNumber, User
 from identity.services import phone_current
 from notify.selectors import inbox_seq, inbox_since

@@ -28,8 +28,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from chatserver.chat_config import chat_setting
-from chatserver.models import Membership, RoomEvent, SocketPresence
+from chatserver.chat.config import chat_setting
+from chatserver.chat.models import Membership, RoomEvent, SocketPresence
 from notify.delivery import quiet_hours_end
 from notify.models import (
     ChatPushCursor,

@@ -29,8 +29,8 @@ from django.db.models import F
 from django.utils import timezone
 from pydantic import BaseModel
 
-from chatserver.chat_config import chat_setting
-from chatserver.chat_errors import (
+from chatserver.chat.config import chat_setting
+from chatserver.chat.errors import (
     DirectRoomsLimit,
     InviteNotFound,
     MessageDeleted,
@@ -47,7 +47,25 @@ from chatserver.chat_errors import (
     UserBlocked,
     UserNotFound,
 )
-from chatserver.chat_text import pii_kinds, text_clean
+from chatserver.chat.models import (
+    Block,
+    Membership,
+    PendingInvite,
+    Report,
+    Room,
+    RoomEvent,
+    SocketPresence,
+)
+from chatserver.chat.push import chat_pushes_on_delete, chat_pushes_on_read
+from chatserver.chat.selectors import (
+    event_frame,
+    invitation_frame,
+    member_frame,
+    message_frame,
+    room_unread_count,
+    user_visible_get,
+)
+from chatserver.chat.text import pii_kinds, text_clean
 from chatserver.core import protocol
 from chatserver.core.errors import AppError, InvalidInput, RateLimited
 from chatserver.core.realtime import (
@@ -57,26 +75,8 @@ from chatserver.core.realtime import (
     room_join_on_commit,
 )
 from chatserver.core.throttle import throttle_check, throttle_check_many
-from chatserver.models import (
-    Block,
-    Membership,
-    PendingInvite,
-    Report,
-    Room,
-    RoomEvent,
-    SocketPresence,
-)
-from chatserver.selectors import (
-    event_frame,
-    invitation_frame,
-    member_frame,
-    message_frame,
-    room_unread_count,
-    user_visible_get,
-)
 from identity.domain import mobile_parse
 from identity.models import PhoneNumber, User
-from notify.chat_push import chat_pushes_on_delete, chat_pushes_on_read
 
 log = logging.getLogger(__name__)
 
