@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from chatserver.chat.models import Report
-from chatserver.chat.services import report_handle
+from chatserver.chat.moderation import report_handle
 
 
 @admin.register(Report)

@@ -9,7 +9,9 @@ from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import Field, model_validator
 
-from chatserver.chat import selectors, services
+from chatserver.chat import invites as chat_invites
+from chatserver.chat import messages, moderation, receipts, selectors
+from chatserver.chat import rooms as chat_rooms
 from chatserver.chat.models import Block, Membership, PendingInvite, Room
 from chatserver.core import protocol
 from chatserver.core.api_schemas import ErrorOut
@@ -206,7 +208,7 @@ class ReportIn(Schema):
 
     message_id: int | None = None
     user_id: int | None = None
-    reason: str = Field(min_length=1, max_length=services.REPORT_REASON_MAX)
+    reason: str = Field(min_length=1, max_length=moderation.REPORT_REASON_MAX)
 
     @model_validator(mode="after")
     def one_of(self) -> "ReportIn":
@@ -240,7 +242,7 @@ def room_direct(request: HttpRequest, payload: PhoneIn) -> Status[Any]:
     accepts or declines it, and the room appears (with their name) once they accept. A
     number no one has verified gives the same 202, held until someone verifies it."""
     user = request_session(request).user
-    result = services.room_direct_get_or_create(user=user, phone=payload.phone)
+    result = chat_rooms.room_direct_get_or_create(user=user, phone=payload.phone)
     if isinstance(result, PendingInvite):
         return Status(202, InviteOut.of(result))
     return Status(201, _room_out(user, result))
@@ -251,7 +253,7 @@ def group_create(request: HttpRequest, payload: GroupIn) -> Status[GroupOut]:
     """A group owned by the caller, with the caller's contacts as members; every other
     number gets an invitation (`pending`), whether or not anyone uses it."""
     user = request_session(request).user
-    created = services.group_create(creator=user, name=payload.name, phones=payload.phones)
+    created = chat_rooms.group_create(creator=user, name=payload.name, phones=payload.phones)
     return Status(201, GroupOut(room=_room_out(user, created.room),
                                 pending=[InviteOut.of(i) for i in created.pending]))
 
@@ -265,7 +267,7 @@ def room_detail(request: HttpRequest, room_id: int) -> RoomOut:
 def room_rename(request: HttpRequest, room_id: int, payload: NameIn) -> RoomOut:
     """Rename a group (admins)."""
     user = request_session(request).user
-    room = services.group_rename(actor=user, room_id=room_id, name=payload.name)
+    room = chat_rooms.group_rename(actor=user, room_id=room_id, name=payload.name)
     return _room_out(user, room)
 
 
@@ -285,7 +287,7 @@ def room_message_send(request: HttpRequest, room_id: int, payload: MessageIn
                       ) -> Status[SentOut]:
     """Send a message (as `chat.send`): a resend with the same client_msg_id returns the same
     seq. `pii_warning` (422) unless confirm_pii."""
-    event = services.message_send(sender=request_session(request).user, room_id=room_id,
+    event = messages.message_send(sender=request_session(request).user, room_id=room_id,
                                   client_msg_id=payload.client_msg_id, text=payload.text,
                                   confirm_pii=payload.confirm_pii)
     return Status(201, SentOut(seq=event.seq if event else None,
@@ -296,7 +298,7 @@ def room_message_send(request: HttpRequest, room_id: int, payload: MessageIn
               response={200: SentOut, **ERRORS})
 def room_message_edit(request: HttpRequest, room_id: int, message_id: int, payload: EditIn
                       ) -> SentOut:
-    event = services.message_edit(user=request_session(request).user, room_id=room_id,
+    event = messages.message_edit(user=request_session(request).user, room_id=room_id,
                                   message_id=message_id, text=payload.text,
                                   confirm_pii=payload.confirm_pii)
     return SentOut(seq=event.seq if event else None, message_id=message_id if event else None)
@@ -306,7 +308,7 @@ def room_message_edit(request: HttpRequest, room_id: int, message_id: int, paylo
                response={204: None, **ERRORS})
 def room_message_delete(request: HttpRequest, room_id: int, message_id: int) -> Status[None]:
     """Delete for everyone: a tombstone stays, the text is removed."""
-    services.message_delete(user=request_session(request).user, room_id=room_id,
+    messages.message_delete(user=request_session(request).user, room_id=room_id,
                             message_id=message_id)
     return Status(204, None)
 
@@ -314,7 +316,7 @@ def room_message_delete(request: HttpRequest, room_id: int, message_id: int) -> 
 @router.post("rooms/{int:room_id}/read", response={200: ReadOut, **ERRORS})
 def room_read(request: HttpRequest, room_id: int, payload: ReadIn) -> ReadOut:
     """Mark read up to `seq`; every device of the user gets `chat.unread`."""
-    return ReadOut(unread=services.room_read(user=request_session(request).user, room_id=room_id,
+    return ReadOut(unread=receipts.room_read(user=request_session(request).user, room_id=room_id,
                                              seq=payload.seq))
 
 
@@ -332,7 +334,7 @@ def room_members(request: HttpRequest, room_id: int, query: Query[MembersQuery]
 def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Status[Any]:
     """Add a contact of yours who verified `phone` to a group (admins): 201. Anyone else is
     invited (202), as is a number no one has verified yet."""
-    result = services.group_member_add(actor=request_session(request).user, room_id=room_id,
+    result = chat_rooms.group_member_add(actor=request_session(request).user, room_id=room_id,
                                        phone=payload.phone)
     if isinstance(result, PendingInvite):
         return Status(202, InviteOut.of(result))
@@ -341,7 +343,7 @@ def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Sta
 
 @router.delete("rooms/{int:room_id}/members/{int:user_id}", response={204: None, **ERRORS})
 def room_member_remove(request: HttpRequest, room_id: int, user_id: int) -> Status[None]:
-    services.group_member_remove(actor=request_session(request).user, room_id=room_id,
+    chat_rooms.group_member_remove(actor=request_session(request).user, room_id=room_id,
                                  user_id=user_id)
     return Status(204, None)
 
@@ -351,14 +353,14 @@ def room_member_remove(request: HttpRequest, room_id: int, user_id: int) -> Stat
 def room_member_role(request: HttpRequest, room_id: int, user_id: int, payload: RoleIn
                      ) -> MemberOut:
     """Promote or demote; role owner hands ownership on (owner only)."""
-    membership = services.group_role_set(actor=request_session(request).user, room_id=room_id,
+    membership = chat_rooms.group_role_set(actor=request_session(request).user, room_id=room_id,
                                          user_id=user_id, role=payload.role)
     return MemberOut.of(membership)
 
 
 @router.post("rooms/{int:room_id}/leave", response={204: None, **ERRORS})
 def room_leave(request: HttpRequest, room_id: int) -> Status[None]:
-    services.room_leave(user=request_session(request).user, room_id=room_id)
+    chat_rooms.room_leave(user=request_session(request).user, room_id=room_id)
     return Status(204, None)
 
 
@@ -372,7 +374,7 @@ def invites(request: HttpRequest) -> list[InviteOut]:
 
 @router.delete("invites/{int:invite_id}", response={204: None, **ERRORS})
 def invite_cancel(request: HttpRequest, invite_id: int) -> Status[None]:
-    services.invite_cancel(user=request_session(request).user, invite_id=invite_id)
+    chat_invites.invite_cancel(user=request_session(request).user, invite_id=invite_id)
     return Status(204, None)
 
 
@@ -387,14 +389,14 @@ def invitations(request: HttpRequest) -> list[InvitationOut]:
 def invitation_accept(request: HttpRequest, invitation_id: int) -> RoomOut:
     """Join the group, or open the direct room with the one who asked."""
     user = request_session(request).user
-    room = services.invitation_accept(user=user, invitation_id=invitation_id)
+    room = chat_invites.invitation_accept(user=user, invitation_id=invitation_id)
     return _room_out(user, room)
 
 
 @router.post("invitations/{int:invitation_id}/decline", response={204: None, **ERRORS})
 def invitation_decline(request: HttpRequest, invitation_id: int) -> Status[None]:
     """The one who invited is not told."""
-    services.invitation_decline(user=request_session(request).user,
+    chat_invites.invitation_decline(user=request_session(request).user,
                                 invitation_id=invitation_id)
     return Status(204, None)
 
@@ -408,19 +410,19 @@ def blocks(request: HttpRequest) -> list[BlockOut]:
 def block_create(request: HttpRequest, payload: BlockIn) -> Status[BlockCreatedOut]:
     """No new direct room or message from that user; they are not told. Only users one
     shares or shared a room with: any other id is `user_not_found`, as an unused one."""
-    block = services.user_block(blocker=request_session(request).user, user_id=payload.user_id)
+    block = moderation.user_block(blocker=request_session(request).user, user_id=payload.user_id)
     return Status(201, BlockCreatedOut(user_id=block.blocked_id, created_at=block.created_at))
 
 
 @router.delete("blocks/{int:user_id}", response={204: None, **ERRORS})
 def block_delete(request: HttpRequest, user_id: int) -> Status[None]:
-    services.user_unblock(blocker=request_session(request).user, user_id=user_id)
+    moderation.user_unblock(blocker=request_session(request).user, user_id=user_id)
     return Status(204, None)
 
 
 @router.post("reports", response={201: ReportOut, **ERRORS})
 def report_create(request: HttpRequest, payload: ReportIn) -> Status[ReportOut]:
     """Report a message (staff keep a copy of its text) or a user."""
-    report = services.report_create(reporter=request_session(request).user, reason=payload.reason,
+    report = moderation.report_create(reporter=request_session(request).user, reason=payload.reason,
                                     message_id=payload.message_id, user_id=payload.user_id)
     return Status(201, ReportOut(id=report.pk, created_at=report.created_at))

@@ -32,8 +32,8 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from chatserver.chat.config import chat_setting
+from chatserver.chat.presence import chat_presence_apply
 from chatserver.chat.selectors import room_ids_by_user
-from chatserver.chat.services import chat_presence_apply
 from chatserver.core import protocol
 from chatserver.core.errors import (
     AppError,

@@ -19,8 +19,8 @@ import logging
 
 from channels.db import database_sync_to_async
 
+from chatserver.chat.messages import SendOutcome, SendRequest, messages_send_batch
 from chatserver.chat.models import RoomEvent
-from chatserver.chat.services import SendOutcome, SendRequest, messages_send_batch
 from chatserver.core.loop_local import LoopLocal
 
 log = logging.getLogger(__name__)

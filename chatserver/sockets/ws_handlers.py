@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from pydantic import BaseModel
 
-from chatserver.chat import services
+from chatserver.chat import messages, receipts
 from chatserver.chat.config import chat_setting
 from chatserver.chat.errors import NotMember
 from chatserver.chat.selectors import room_history, welcome_build
@@ -38,11 +38,11 @@ async def notify_read(conn: "DeviceConsumer", frame: protocol.NotifyRead) -> lis
 
 # ---- chat ----------------------------------------------------------------------------------
 
-_room_read = database_sync_to_async(services.room_read, thread_sensitive=False)
+_room_read = database_sync_to_async(receipts.room_read, thread_sensitive=False)
 
 
 async def chat_send(conn: "DeviceConsumer", frame: protocol.ChatSend) -> list[BaseModel]:
-    event = await message_writer().send(services.SendRequest(
+    event = await message_writer().send(messages.SendRequest(
         sender=conn.session.user, room_id=frame.room, client_msg_id=frame.client_msg_id,
         text=frame.text, confirm_pii=frame.confirm_pii))
     if event is None:  # held: the sender is not told why
@@ -51,7 +51,7 @@ async def chat_send(conn: "DeviceConsumer", frame: protocol.ChatSend) -> list[Ba
 
 
 async def chat_edit(conn: "DeviceConsumer", frame: protocol.ChatEdit) -> list[BaseModel]:
-    event = await database_sync_to_async(services.message_edit)(
+    event = await database_sync_to_async(messages.message_edit)(
         user=conn.session.user, room_id=frame.room, message_id=frame.message_id,
         text=frame.text, confirm_pii=frame.confirm_pii)
     if event is None:
@@ -60,7 +60,7 @@ async def chat_edit(conn: "DeviceConsumer", frame: protocol.ChatEdit) -> list[Ba
 
 
 async def chat_delete(conn: "DeviceConsumer", frame: protocol.ChatDelete) -> list[BaseModel]:
-    event = await database_sync_to_async(services.message_delete)(
+    event = await database_sync_to_async(messages.message_delete)(
         user=conn.session.user, room_id=frame.room, message_id=frame.message_id)
     return [protocol.Ack(id=frame.id, seq=event.seq, message_id=frame.message_id)]
 
@@ -78,7 +78,7 @@ async def chat_typing(conn: "DeviceConsumer", frame: protocol.ChatTyping) -> lis
     if now - conn.typing_sent_at.get(frame.room, -1e9) >= chat_setting(
             "SONOR_CHAT_TYPING_INTERVAL"):
         conn.typing_sent_at[frame.room] = now
-        if await database_sync_to_async(services.room_typing_allowed)(
+        if await database_sync_to_async(receipts.room_typing_allowed)(
                 user=conn.session.user, room_id=frame.room):
             await publish_room_now(frame.room, protocol.ChatTypingEvent(
                 room=frame.room, user=conn.session.user_id))

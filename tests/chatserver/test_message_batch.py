@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver.chat import services
+from chatserver.chat import moderation as chat_moderation
 from chatserver.chat.errors import NotMember, PiiWarning
+from chatserver.chat.messages import SendRequest, messages_send_batch
 from chatserver.chat.models import RoomEvent
-from chatserver.chat.services import SendRequest, messages_send_batch
 from chatserver.core import protocol
 from tests.chatserver.chat_helpers import (
     agroup,
@@ -63,7 +63,7 @@ def test_a_batch_answers_each_request_as_message_send_would(chat_user) -> None:
 def test_a_held_message_in_a_batch_is_not_stored_and_the_rest_are(chat_user) -> None:
     blocker, pest, friend = chat_user(), chat_user(), chat_user()
     held_room, open_room = direct_room(pest, blocker), direct_room(pest, friend)
-    services.user_block(blocker=blocker, user_id=pest.pk)
+    chat_moderation.user_block(blocker=blocker, user_id=pest.pk)
     before = seqs(held_room)
 
     held, sent = messages_send_batch([

@@ -4,7 +4,7 @@
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver.chat import services
+from chatserver.chat import messages as chat_messages
 from chatserver.chat.errors import PiiWarning
 from chatserver.chat.models import RoomEvent
 from chatserver.chat.text import luhn_valid, pii_kinds
@@ -104,8 +104,8 @@ def test_service_refuses_unless_confirmed_and_stores_nothing_when_refused(chat_u
     event = send(a, room, "Карт: 4111 1111 1111 1111", client_msg_id="p", confirm_pii=True)
     assert event.seq == 3
     with pytest.raises(PiiWarning):
-        services.message_edit(user=a, room_id=room.pk, message_id=event.pk, text="E1234567")
-    services.message_edit(user=a, room_id=room.pk, message_id=event.pk, text="E1234567",
+        chat_messages.message_edit(user=a, room_id=room.pk, message_id=event.pk, text="E1234567")
+    chat_messages.message_edit(user=a, room_id=room.pk, message_id=event.pk, text="E1234567",
                           confirm_pii=True)
 
 

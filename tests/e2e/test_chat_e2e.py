@@ -13,7 +13,7 @@ from django.conf import settings
 from pydantic import Field, TypeAdapter
 from websockets.asyncio.client import ClientConnection, connect
 
-from chatserver.chat import services
+from chatserver.chat import messages as chat_messages
 from chatserver.chat.models import RoomEvent
 from chatserver.core import protocol
 from identity.services import _phone_bind, citizen_create, session_create
@@ -109,12 +109,12 @@ async def chat_scenario(sender_server: LiveServer, receiver_server: LiveServer,
     await bold_ws.close()
 
     def while_offline() -> list[RoomEvent]:
-        sent = [services.message_send(sender=pair["ana"], room_id=room_id,
+        sent = [chat_messages.message_send(sender=pair["ana"], room_id=room_id,
                                       client_msg_id=f"off-{i}", text=f"мессеж {i}")
                 for i in range(50)]
-        services.message_edit(user=pair["ana"], room_id=room_id, message_id=sent[7].pk,
+        chat_messages.message_edit(user=pair["ana"], room_id=room_id, message_id=sent[7].pk,
                               text="засварласан")
-        services.message_delete(user=pair["ana"], room_id=room_id, message_id=sent[9].pk)
+        chat_messages.message_delete(user=pair["ana"], room_id=room_id, message_id=sent[9].pk)
         return sent  # type: ignore[return-value]
 
     sent = await sync_to_async(while_offline)()
