@@ -11,11 +11,11 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.staticfiles.views import serve as staticfiles_serve
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
 
 from chatserver.core.client_address import client_address
 from chatserver.core.errors import AppError, RateLimited, Unauthenticated
 from chatserver.core.throttle import throttle_check
+from chatserver.core.web import page, session_cookie_set
 from identity.login.base import login_methods
 from identity.login.demo import demo_login_consume
 from identity.services import session_create
@@ -25,49 +25,17 @@ log = logging.getLogger(__name__)
 
 OUTBOX_PAGE_SIZE = 100
 
-# Everything from our own origin: no inline script, no third-party fetches. The sockets'
-# ws(s):// origin is named too, for browsers where 'self' does not cover it. The QR is shown
-# as a data: image (an SVG in an <img> runs no script and loads nothing).
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws://{host} wss://{host}; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
-
-
-def session_cookie_set(response: HttpResponse, token: str) -> None:
-    """Put a session token in the web client's cookie: HttpOnly (no script reads it),
-    SameSite=Strict (no cross-site request carries it), Secure behind TLS."""
-    response.set_cookie(
-        settings.SONOR_SESSION_COOKIE, token,
-        max_age=int(settings.SONOR_SESSION_MAX_DAYS * 86400),
-        httponly=True, secure=settings.SECURE_COOKIES, samesite="Strict",
-    )
-
-
-def _page(request: HttpRequest, template: str, context: dict[str, object] | None = None,
-          status: int = 200) -> HttpResponse:
-    response = render(request, template, {"demo": settings.SONOR_DEMO, **(context or {})},
-                      status=status)
-    # get_host() is checked against ALLOWED_HOSTS.
-    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.format(host=request.get_host())
-    response["Referrer-Policy"] = "no-referrer"
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "no-store"
-    return response
-
-
 def _demo_required() -> None:
     if not settings.SONOR_DEMO:
         raise Http404()
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    return _page(request, "app.html")
+    return page(request, "app.html")
 
 
 def login_page(request: HttpRequest) -> HttpResponse:
-    return _page(request, "login.html",
+    return page(request, "login.html",
                  {"login_methods": [method.name for method in login_methods()]})
 
 
@@ -82,9 +50,9 @@ def demo_login(request: HttpRequest, token: str) -> HttpResponse:
             ip=client_address(request),
         )
     except Unauthenticated as exc:  # unknown or used link
-        return _page(request, "error.html", {"error": exc}, status=400)
+        return page(request, "error.html", {"error": exc}, status=400)
     except AppError as exc:  # e.g. a suspended or closed account
-        return _page(request, "error.html", {"error": exc}, status=exc.status)
+        return page(request, "error.html", {"error": exc}, status=exc.status)
     response = HttpResponseRedirect("/")
     response["Referrer-Policy"] = "no-referrer"  # the token is in this URL
     response["Cache-Control"] = "no-store"
@@ -96,7 +64,7 @@ def dev_outbox(request: HttpRequest) -> HttpResponse:
     """What the demo senders 'sent' (SMS codes, pushes, emails), newest first."""
     _demo_required()
     messages = DevOutboxMessage.objects.order_by("-created_at", "-pk")[:OUTBOX_PAGE_SIZE]
-    return _page(request, "outbox.html", {"messages": messages})
+    return page(request, "outbox.html", {"messages": messages})
 
 
 ADMIN_LOGIN_WINDOW_SECONDS = 15 * 60

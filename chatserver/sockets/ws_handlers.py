@@ -1,8 +1,11 @@
-"""One small async function per client frame type: parse is done, call a service, answer."""
+"""One small async function per client frame type: parse is done, call a service, answer.
+
+A handler sees the socket only through `Connection` (what it reads of the device socket), so
+this module does not import the consumer that calls it."""
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from pydantic import BaseModel
@@ -10,29 +13,42 @@ from pydantic import BaseModel
 from chatserver.chat import messages, receipts
 from chatserver.chat.config import chat_setting
 from chatserver.chat.errors import NotMember
-from chatserver.chat.selectors import room_history, welcome_build
+from chatserver.chat.selectors import room_history
 from chatserver.core import protocol
 from chatserver.core.realtime import publish_room_now
 from chatserver.sockets.message_writer import message_writer
+from chatserver.sockets.welcome import welcome_build
+from identity.models import DeviceSession
 from notify.services import notifications_mark_read
 
-if TYPE_CHECKING:
-    from chatserver.sockets.consumers import DeviceConsumer
 
-Handler = Callable[["DeviceConsumer", Any], Awaitable[list[BaseModel]]]
+class Connection(Protocol):
+    """The authenticated device socket, as handlers see it (DeviceConsumer)."""
+
+    session: DeviceSession | None  # set once authenticated: handlers run only after that
+    room_ids: set[int]
+    typing_sent_at: dict[int, float]
 
 
-async def hello(conn: "DeviceConsumer", frame: protocol.Hello) -> list[BaseModel]:
+Handler = Callable[[Connection, Any], Awaitable[list[BaseModel]]]
+
+
+def _session(conn: Connection) -> DeviceSession:
+    assert conn.session is not None  # the consumer routes frames only while authenticated
+    return conn.session
+
+
+async def hello(conn: Connection, frame: protocol.Hello) -> list[BaseModel]:
     return await database_sync_to_async(welcome_build)(
-        session=conn.session, request_id=frame.id, resume=frame.resume)
+        session=_session(conn), request_id=frame.id, resume=frame.resume)
 
 
-async def ping(conn: "DeviceConsumer", frame: protocol.Ping) -> list[BaseModel]:
+async def ping(conn: Connection, frame: protocol.Ping) -> list[BaseModel]:
     return [protocol.Pong(id=frame.id)]
 
 
-async def notify_read(conn: "DeviceConsumer", frame: protocol.NotifyRead) -> list[BaseModel]:
-    await database_sync_to_async(notifications_mark_read)(user=conn.session.user, ids=frame.ids)
+async def notify_read(conn: Connection, frame: protocol.NotifyRead) -> list[BaseModel]:
+    await database_sync_to_async(notifications_mark_read)(user=_session(conn).user, ids=frame.ids)
     return [protocol.Ack(id=frame.id)]
 
 
@@ -41,36 +57,36 @@ async def notify_read(conn: "DeviceConsumer", frame: protocol.NotifyRead) -> lis
 _room_read = database_sync_to_async(receipts.room_read, thread_sensitive=False)
 
 
-async def chat_send(conn: "DeviceConsumer", frame: protocol.ChatSend) -> list[BaseModel]:
+async def chat_send(conn: Connection, frame: protocol.ChatSend) -> list[BaseModel]:
     event = await message_writer().send(messages.SendRequest(
-        sender=conn.session.user, room_id=frame.room, client_msg_id=frame.client_msg_id,
+        sender=_session(conn).user, room_id=frame.room, client_msg_id=frame.client_msg_id,
         text=frame.text, confirm_pii=frame.confirm_pii))
     if event is None:  # held: the sender is not told why
         return [protocol.Ack(id=frame.id)]
     return [protocol.Ack(id=frame.id, seq=event.seq, message_id=event.pk)]
 
 
-async def chat_edit(conn: "DeviceConsumer", frame: protocol.ChatEdit) -> list[BaseModel]:
+async def chat_edit(conn: Connection, frame: protocol.ChatEdit) -> list[BaseModel]:
     event = await database_sync_to_async(messages.message_edit)(
-        user=conn.session.user, room_id=frame.room, message_id=frame.message_id,
+        user=_session(conn).user, room_id=frame.room, message_id=frame.message_id,
         text=frame.text, confirm_pii=frame.confirm_pii)
     if event is None:
         return [protocol.Ack(id=frame.id)]
     return [protocol.Ack(id=frame.id, seq=event.seq, message_id=frame.message_id)]
 
 
-async def chat_delete(conn: "DeviceConsumer", frame: protocol.ChatDelete) -> list[BaseModel]:
+async def chat_delete(conn: Connection, frame: protocol.ChatDelete) -> list[BaseModel]:
     event = await database_sync_to_async(messages.message_delete)(
-        user=conn.session.user, room_id=frame.room, message_id=frame.message_id)
+        user=_session(conn).user, room_id=frame.room, message_id=frame.message_id)
     return [protocol.Ack(id=frame.id, seq=event.seq, message_id=frame.message_id)]
 
 
-async def chat_read(conn: "DeviceConsumer", frame: protocol.ChatRead) -> list[BaseModel]:
-    await _room_read(user=conn.session.user, room_id=frame.room, seq=frame.seq)
+async def chat_read(conn: Connection, frame: protocol.ChatRead) -> list[BaseModel]:
+    await _room_read(user=_session(conn).user, room_id=frame.room, seq=frame.seq)
     return [protocol.Ack(id=frame.id)]
 
 
-async def chat_typing(conn: "DeviceConsumer", frame: protocol.ChatTyping) -> list[BaseModel]:
+async def chat_typing(conn: Connection, frame: protocol.ChatTyping) -> list[BaseModel]:
     """Forwarded at most every SONOR_CHAT_TYPING_INTERVAL per socket and room; never stored."""
     if frame.room not in conn.room_ids:
         raise NotMember()
@@ -79,16 +95,16 @@ async def chat_typing(conn: "DeviceConsumer", frame: protocol.ChatTyping) -> lis
             "SONOR_CHAT_TYPING_INTERVAL"):
         conn.typing_sent_at[frame.room] = now
         if await database_sync_to_async(receipts.room_typing_allowed)(
-                user=conn.session.user, room_id=frame.room):
+                user=_session(conn).user, room_id=frame.room):
             await publish_room_now(frame.room, protocol.ChatTypingEvent(
-                room=frame.room, user=conn.session.user_id))
+                room=frame.room, user=_session(conn).user_id))
     return [protocol.Ack(id=frame.id)]
 
 
-async def chat_history(conn: "DeviceConsumer", frame: protocol.ChatHistoryRequest
+async def chat_history(conn: Connection, frame: protocol.ChatHistoryRequest
                        ) -> list[BaseModel]:
     page = await database_sync_to_async(room_history)(
-        user=conn.session.user, room_id=frame.room, before_seq=frame.before_seq,
+        user=_session(conn).user, room_id=frame.room, before_seq=frame.before_seq,
         after_seq=frame.after_seq, limit=frame.limit)
     return [protocol.ChatHistory(id=frame.id, room=frame.room, messages=page.events,
                                  has_more=page.has_more)]
