@@ -11,7 +11,7 @@ django_application = get_asgi_application()  # sets Django up before the consume
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from chatserver.routing import websocket_urlpatterns  # noqa: E402
+from chatserver.sockets.routing import websocket_urlpatterns  # noqa: E402
 from chatserver.worker.embedded import EmbeddedWorker  # noqa: E402
 
 application = ProtocolTypeRouter({
