@@ -1,233 +1,46 @@
-"""SMS over SMPP 3.4 to an operator's SMSC (smpplib), one bound transceiver per sender.
-
-    send() --job--> queue --> [SMPP thread, owns the socket] --submit_sm (part 1..n)--> SMSC
-      ^                            |  <--submit_sm_resp, matched by sequence number
-      '---- concurrent Future -----'  <--deliver_sm (delivery receipt) --> ReceiptSink
-                                      <->enquire_link both ways; reconnect when the link dies
-
-smpplib is blocking, so one daemon thread owns the connection and nothing else touches it:
-the event loop only enqueues a job and awaits its future. Up to `window` messages are in
-flight at once; the parts of one message go in order, each after the previous one was
-accepted, so a refused part stops the rest. The thread binds on the first send (or start())
-and then stays bound, reconnecting after a drop, so that receipts keep arriving; after a
-failed connect or bind it backs off (1 s doubling to 60 s) and answers RETRY meanwhile.
-
-Encoding: GSM-7 text as data_coding 0 (default alphabet, one septet per octet), anything
-else as data_coding 8 (UTF-16-BE). Long texts go as our splitter's parts with a 6-octet
-user data header (IEI 0x00, 8-bit reference) and esm_class 0x40 (UDHI).
-
-Result: SENT with the first part's SMSC message id (the one its receipt refers to) and the
-part count; throttling and a full queue are RETRY, a bad destination INVALID_ADDRESS, no
-connection or a refused bind RETRY, any other refusal FAILED. On anything but SENT, `parts`
-is the number of parts the SMSC had already accepted (billed; they go again on retry).
-"""
+"""The SMPP connection: one daemon thread owns the socket (smpplib is blocking), binds,
+submits queued messages within the window, answers the SMSC, keeps the link alive and
+reconnects after a drop."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import concurrent.futures
-import itertools
 import logging
-import random
-import re
 import select
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import smpplib.client  # type: ignore[import-untyped]
 import smpplib.exceptions  # type: ignore[import-untyped]
 import smpplib.smpp  # type: ignore[import-untyped]
 
-from notify.senders.base import OutboundMessage, ReceiptSink, SendResult, SendStatus, redact
-from notify.sms_parts import MAX_PARTS, gsm7_encode, sms_encode_parts, ucs2_encode
+from notify.senders.base import ReceiptSink, SendResult, SendStatus, redact
+from notify.senders.sms_smpp.config import SmppConfig
+from notify.senders.sms_smpp.receipts import (
+    ESM_CLASS_DELIVERY_RECEIPT,
+    ESM_CLASS_TYPE_MASK,
+    Receipt,
+    pdu_text,
+    receipt_parse,
+)
+from notify.senders.sms_smpp.submit import (
+    ESME_RINVBNDSTS,
+    ESME_RINVDSTADR,
+    ESME_ROK,
+    ESME_RX_T_APPN,
+    RETRY_STATUSES,
+    status_name,
+)
 
 logger = logging.getLogger(__name__)
 
-# Command status codes (SMPP 3.4, 5.1.3) that we act on.
-ESME_ROK = 0x00
-ESME_RINVBNDSTS = 0x04
-ESME_RSYSERR = 0x08
-ESME_RINVDSTADR = 0x0B
-ESME_RBINDFAIL = 0x0D
-ESME_RINVPASWD = 0x0E
-ESME_RINVSYSID = 0x0F
-ESME_RMSGQFUL = 0x14
-ESME_RTHROTTLED = 0x58
-ESME_RX_T_APPN = 0x64  # our answer to a receipt we could not record: the SMSC sends it again
-
-STATUS_NAMES = {
-    0x01: "ESME_RINVMSGLEN", 0x02: "ESME_RINVCMDLEN", 0x03: "ESME_RINVCMDID",
-    ESME_RINVBNDSTS: "ESME_RINVBNDSTS", 0x05: "ESME_RALYBND", ESME_RSYSERR: "ESME_RSYSERR",
-    0x0A: "ESME_RINVSRCADR", ESME_RINVDSTADR: "ESME_RINVDSTADR", 0x0C: "ESME_RINVMSGID",
-    ESME_RBINDFAIL: "ESME_RBINDFAIL", ESME_RINVPASWD: "ESME_RINVPASWD",
-    ESME_RINVSYSID: "ESME_RINVSYSID", ESME_RMSGQFUL: "ESME_RMSGQFUL",
-    0x45: "ESME_RSUBMITFAIL", 0x48: "ESME_RINVSRCTON", 0x49: "ESME_RINVSRCNPI",
-    0x50: "ESME_RINVDSTTON", 0x51: "ESME_RINVDSTNPI", ESME_RTHROTTLED: "ESME_RTHROTTLED",
-    0x61: "ESME_RINVSCHED", 0x62: "ESME_RINVEXPIRY", ESME_RX_T_APPN: "ESME_RX_T_APPN",
-}
-# Transient on the SMSC's side: try again later. RSYSERR and RINVBNDSTS are not in the
-# usual list, but neither says anything about the message itself.
-_RETRY_STATUSES = {ESME_RTHROTTLED, ESME_RMSGQFUL, ESME_RSYSERR, ESME_RINVBNDSTS}
-
-DATA_CODING_GSM7 = 0x00
-DATA_CODING_UCS2 = 0x08
-ESM_CLASS_UDHI = 0x40
-ESM_CLASS_TYPE_MASK = 0x3C
-ESM_CLASS_DELIVERY_RECEIPT = 0x04
-TON_UNKNOWN, TON_INTERNATIONAL, TON_ALPHANUMERIC = 0x00, 0x01, 0x05
-NPI_UNKNOWN, NPI_ISDN = 0x00, 0x01
-
-# Operator terms: an undeliverable SMS is kept up to 96 hours, then dropped.
-MAX_VALIDITY_SECONDS = 96 * 3600
-
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-
-
-def status_name(status: int) -> str:
-    return f"{STATUS_NAMES.get(status, 'status')} ({status:#04x})"
-
-
-def relative_validity(seconds: int) -> str:
-    """SMPP 3.4 relative time format (7.1.1): YYMMDDhhmmss, tenths, 00, 'R'."""
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"0000{days:02d}{hours:02d}{minutes:02d}{secs:02d}000R"
-
-
-# -- delivery receipts --------------------------------------------------------------------
-
-# The receipt text of SMPP 3.4 Appendix B: "id:IIIIIIIIII sub:SSS dlvrd:DDD submit date:
-# YYMMDDhhmm done date:YYMMDDhhmm stat:DDDDDDD err:E text: . . . ."
-_RECEIPT_ID = re.compile(r"\bid:\s*([^\s]+)", re.IGNORECASE)
-_RECEIPT_STAT = re.compile(r"\bstat:\s*([A-Za-z_]+)", re.IGNORECASE)
-_RECEIPT_ERR = re.compile(r"\berr:\s*([0-9A-Za-z]+)", re.IGNORECASE)
-# message_state TLV values (5.2.28) by their receipt stat names.
-MESSAGE_STATES = {1: "ENROUTE", 2: "DELIVRD", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIV",
-                  6: "ACCEPTD", 7: "UNKNOWN", 8: "REJECTD"}
-# Not final: the SMSC will send another receipt.
-INTERMEDIATE_STATES = {"ENROUTE", "ACCEPTD"}
-
-
-@dataclass(frozen=True)
-class Receipt:
-    message_id: str
-    stat: str  # DELIVRD, UNDELIV, EXPIRED, REJECTD, DELETED, UNKNOWN (ENROUTE, ACCEPTD)
-    err: str = ""
-
-    @property
-    def final(self) -> bool:
-        return self.stat not in INTERMEDIATE_STATES
-
-    @property
-    def status(self) -> SendStatus:
-        return SendStatus.SENT if self.stat == "DELIVRD" else SendStatus.FAILED
-
-    @property
-    def detail(self) -> str:
-        if self.err and self.err.strip("0") and self.stat != "DELIVRD":
-            return f"{self.stat} err:{self.err}"
-        return self.stat
-
-
-def receipt_parse(text: str, *, receipted_message_id: str = "",
-                  message_state: int | None = None) -> Receipt | None:
-    """A delivery receipt from its text and, when the SMSC sends them, its TLVs (which win)."""
-    id_match, stat_match = _RECEIPT_ID.search(text), _RECEIPT_STAT.search(text)
-    err_match = _RECEIPT_ERR.search(text)
-    message_id = receipted_message_id or (id_match.group(1) if id_match else "")
-    stat = MESSAGE_STATES.get(message_state or 0, "") or (
-        stat_match.group(1).upper() if stat_match else "")
-    if not message_id or not stat:
-        return None
-    return Receipt(message_id=message_id, stat=stat, err=err_match.group(1) if err_match else "")
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("latin-1").rstrip("\x00")
-    return str(value)
-
-
-# -- configuration ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SmppConfig:
-    host: str
-    port: int
-    system_id: str
-    password: str
-    source: str = ""  # sender id: short code, number or alphanumeric name
-    source_ton: int = TON_UNKNOWN
-    source_npi: int = NPI_ISDN
-    system_type: str = ""
-    bind: str = "transceiver"  # "transmitter" gets no receipts
-    window: int = 10  # messages in flight at once
-    enquire_link_seconds: float = 30.0  # idle time before we check the link
-    response_timeout: float = 30.0  # for any answer from the SMSC
-    connect_timeout: float = 10.0
-    max_backoff: float = 60.0
-
-
-_INT_OPTIONS = {"source_ton", "source_npi", "window"}
-_FLOAT_OPTIONS = {"enquire_link": "enquire_link_seconds", "timeout": "response_timeout",
-                  "connect_timeout": "connect_timeout", "max_backoff": "max_backoff"}
-
-
-def smpp_config_from_url(url: str) -> SmppConfig:
-    """smpp://system_id:password@host:port?source=136000[&option=value...]
-
-    Options: source, source_ton, source_npi (default from source: alphanumeric 5/0, a
-    +number 1/1, digits 0/1), system_type, bind (transceiver|transmitter), window,
-    enquire_link, timeout, connect_timeout, max_backoff (seconds).
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "smpp":
-        raise ValueError("SMPP URL must start with smpp://")
-    if not parts.hostname or parts.username is None or parts.password is None:
-        raise ValueError("SMPP URL needs system_id:password@host")
-    system_id, password = unquote(parts.username), unquote(parts.password)
-    # SMPP 3.4 fields are C strings of at most 16 and 9 octets; smpplib would cut them.
-    if len(system_id) > 15 or len(password) > 8:
-        raise ValueError("SMPP system_id is at most 15 characters and password at most 8")
-    options: dict[str, Any] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in ("source", "system_type", "bind"):
-            options[key] = value
-        elif key in _INT_OPTIONS:
-            options[key] = int(value)
-        elif key in _FLOAT_OPTIONS:
-            options[_FLOAT_OPTIONS[key]] = float(value)
-        else:
-            raise ValueError(f"unknown SMPP URL option {key!r}")
-    if options.get("bind", "transceiver") not in ("transceiver", "transmitter"):
-        raise ValueError("SMPP bind must be transceiver or transmitter")
-    source = options.pop("source", "")
-    if source.startswith("+") and source[1:].isdigit():
-        ton, npi, source = TON_INTERNATIONAL, NPI_ISDN, source[1:]
-    elif source.isdigit() or not source:
-        ton, npi = TON_UNKNOWN, NPI_ISDN
-    else:
-        if len(source) > 11 or not source.isascii() or not source.isprintable():
-            raise ValueError("an alphanumeric SMS sender id is at most 11 ASCII characters")
-        ton, npi = TON_ALPHANUMERIC, NPI_UNKNOWN
-    options.setdefault("source_ton", ton)
-    options.setdefault("source_npi", npi)
-    return SmppConfig(host=parts.hostname, port=parts.port or 2775, system_id=system_id,
-                      password=password, source=source, **options)
-
-
-# -- the connection thread ----------------------------------------------------------------
 
 @dataclass(eq=False)
-class _Job:
+class SmsJob:
     parts: list[dict[str, Any]]  # submit_sm fields of each part
     future: concurrent.futures.Future[SendResult]
     message_ids: list[str] = field(default_factory=list)
@@ -238,13 +51,13 @@ class _LinkDown(Exception):
     """The connection is unusable: drop it, fail what is in flight, reconnect."""
 
 
-class _SmppLink:
+class SmppLink:
     """The thread that owns the SMPP connection. Only _run and what it calls touch it."""
 
     def __init__(self, config: SmppConfig, receipts: ReceiptSink | None) -> None:
         self.config = config
         self.receipts = receipts
-        self._queue: collections.deque[_Job] = collections.deque()
+        self._queue: collections.deque[SmsJob] = collections.deque()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -253,7 +66,7 @@ class _SmppLink:
         self._stopping = False
         self._client: Any = None
         self._bound_at = 0.0
-        self._in_flight: dict[int, _Job] = {}  # submit_sm sequence number -> job
+        self._in_flight: dict[int, SmsJob] = {}  # submit_sm sequence number -> job
         self._enquire: tuple[int, float] | None = None  # (sequence, sent at)
         self._last_io = 0.0
         self._backoff = 0.0
@@ -270,7 +83,7 @@ class _SmppLink:
                 raise RuntimeError("SMPP sender is closed")
             self._start_thread()
 
-    def submit(self, job: _Job) -> bool:
+    def submit(self, job: SmsJob) -> bool:
         """Queue a job; False when the link is closed (then nothing will answer it)."""
         with self._lock:  # held with the check, so close() cannot slip in between
             if self._stopping:
@@ -417,7 +230,7 @@ class _SmppLink:
             if job.future.set_running_or_notify_cancel():  # False: the caller gave up
                 self._submit_part(job)
 
-    def _submit_part(self, job: _Job) -> None:
+    def _submit_part(self, job: SmsJob) -> None:
         try:
             pdu = smpplib.smpp.make_pdu("submit_sm", client=self._client,
                                         **job.parts[len(job.message_ids)])
@@ -457,11 +270,11 @@ class _SmppLink:
         else:
             logger.info("SMPP %s ignored", command)
 
-    def _answered(self, job: _Job, pdu: Any) -> None:
+    def _answered(self, job: SmsJob, pdu: Any) -> None:
         status = int(pdu.status)
         total = len(job.parts)
         if status == ESME_ROK:
-            job.message_ids.append(_text(pdu.message_id))
+            job.message_ids.append(pdu_text(pdu.message_id))
             if len(job.message_ids) < total:
                 self._submit_part(job)
                 return
@@ -476,7 +289,7 @@ class _SmppLink:
         where = f"part {len(job.message_ids) + 1} of {total}: " if total > 1 else ""
         what = "the PDU (generic_nack)" if pdu.command == "generic_nack" else "the message"
         detail = f"SMSC refused {what}: {where}{status_name(status)}"
-        if status in _RETRY_STATUSES:
+        if status in RETRY_STATUSES:
             result_status = SendStatus.RETRY
         elif status == ESME_RINVDSTADR:
             result_status = SendStatus.INVALID_ADDRESS
@@ -491,8 +304,8 @@ class _SmppLink:
         answer = ESME_ROK
         if (int(pdu.esm_class or 0) & ESM_CLASS_TYPE_MASK) == ESM_CLASS_DELIVERY_RECEIPT:
             receipt = receipt_parse(
-                _text(pdu.short_message) or _text(getattr(pdu, "message_payload", None)),
-                receipted_message_id=_text(getattr(pdu, "receipted_message_id", None)),
+                pdu_text(pdu.short_message) or pdu_text(getattr(pdu, "message_payload", None)),
+                receipted_message_id=pdu_text(getattr(pdu, "receipted_message_id", None)),
                 message_state=getattr(pdu, "message_state", None))
             if receipt is None:
                 logger.warning("SMPP delivery receipt not understood")
@@ -565,105 +378,10 @@ class _SmppLink:
             self._close_client(client)
 
     @staticmethod
-    def _complete(job: _Job, result: SendResult) -> None:
+    def _complete(job: SmsJob, result: SendResult) -> None:
         future = job.future
         if future.done():
             return
         # A queued job is still pending; a cancelled one (the caller gave up) gets nothing.
         if future.running() or future.set_running_or_notify_cancel():
             future.set_result(result)
-
-
-# -- the sender -----------------------------------------------------------------------------
-
-class SmppSender:
-    """Sends SMS through one SMPP connection; `receipts` hears the delivery receipts.
-
-    The receipt sink runs on the SMPP thread (not the event loop): it must be thread-safe
-    and quick. If it raises, the receipt is refused (ESME_RX_T_APPN) and the SMSC resends it.
-    """
-
-    kind = "sms"
-
-    def __init__(self, config: SmppConfig, *, receipts: ReceiptSink | None = None) -> None:
-        self.config = config
-        self._link = _SmppLink(config, receipts)
-        self._references = itertools.count(random.randrange(256))
-
-    @classmethod
-    def from_url(cls, url: str, *, receipts: ReceiptSink | None = None) -> SmppSender:
-        return cls(smpp_config_from_url(url), receipts=receipts)
-
-    @property
-    def receipts(self) -> ReceiptSink | None:
-        return self._link.receipts
-
-    @receipts.setter
-    def receipts(self, sink: ReceiptSink | None) -> None:
-        self._link.receipts = sink
-
-    def start(self) -> None:
-        """Bind now rather than at the first send (receipts flow only while bound)."""
-        self._link.start()
-
-    def close(self) -> None:
-        """Unbind and stop the thread; messages still queued get RETRY."""
-        self._link.close()
-
-    async def send(self, message: OutboundMessage) -> SendResult:
-        prepared = self.submit_sm_fields(message)
-        if isinstance(prepared, SendResult):
-            return prepared
-        future: concurrent.futures.Future[SendResult] = concurrent.futures.Future()
-        if not self._link.submit(_Job(parts=prepared, future=future)):
-            return SendResult(status=SendStatus.RETRY, detail="SMPP sender closed", parts=0)
-        return await asyncio.wrap_future(future)
-
-    def submit_sm_fields(self, message: OutboundMessage) -> list[dict[str, Any]] | SendResult:
-        """The submit_sm fields of each part, or the result when there is nothing to send."""
-        if not _E164.fullmatch(message.address):
-            return SendResult(status=SendStatus.INVALID_ADDRESS,
-                              detail="not an E.164 number", parts=0)
-        sms = sms_encode_parts(message.body)
-        if sms.count == 0:
-            return SendResult(status=SendStatus.FAILED, detail="empty SMS body", parts=0)
-        if sms.count > MAX_PARTS:
-            return SendResult(status=SendStatus.FAILED,
-                              detail=f"SMS too long: {sms.count} parts", parts=0)
-        ttl = MAX_VALIDITY_SECONDS if message.ttl_seconds is None else message.ttl_seconds
-        if ttl <= 0:
-            return SendResult(status=SendStatus.FAILED, detail="validity expired", parts=0)
-        if sms.encoding == "gsm7":
-            data_coding, encode = DATA_CODING_GSM7, gsm7_encode
-        else:
-            data_coding, encode = DATA_CODING_UCS2, ucs2_encode
-        reference = next(self._references) % 256
-        config = self.config
-        fields: list[dict[str, Any]] = []
-        for number, text in enumerate(sms.parts, start=1):
-            short_message = encode(text)
-            esm_class = 0
-            if sms.concatenated:
-                # 3GPP TS 23.040 9.2.3.24.1: concatenated SM, 8-bit reference number.
-                short_message = bytes((5, 0x00, 3, reference, sms.count, number)) + short_message
-                esm_class = ESM_CLASS_UDHI
-            fields.append({
-                "service_type": "",
-                "source_addr_ton": config.source_ton,
-                "source_addr_npi": config.source_npi,
-                "source_addr": config.source,
-                "dest_addr_ton": TON_INTERNATIONAL,
-                "dest_addr_npi": NPI_ISDN,
-                "destination_addr": message.address[1:],
-                "esm_class": esm_class,
-                "protocol_id": 0,
-                "priority_flag": 0,
-                "schedule_delivery_time": "",
-                "validity_period": relative_validity(min(ttl, MAX_VALIDITY_SECONDS)),
-                "registered_delivery": 1,  # SMSC delivery receipt on success or failure
-                "replace_if_present_flag": 0,
-                "data_coding": data_coding,
-                "sm_default_msg_id": 0,
-                "short_message": short_message,
-            })
-        return fields
