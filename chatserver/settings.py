@@ -137,8 +137,8 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "sonor.sqlite3",
-            "TEST": {"NAME": DATA_DIR / "test-sonor.sqlite3"},
+            "NAME": str(DATA_DIR / "sonor.sqlite3"),
+            "TEST": {"NAME": str(DATA_DIR / "test-sonor.sqlite3")},
         }
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

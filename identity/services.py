@@ -315,7 +315,7 @@ PURGE_CHUNK = 1000  # rows per DELETE: short transactions, short locks
 def _purge(rows: QuerySet[Model]) -> int:
     deleted = 0
     while ids := list(rows.values_list("pk", flat=True)[:PURGE_CHUNK]):
-        deleted += rows.model.objects.filter(pk__in=ids).delete()[1].get(
+        deleted += rows.model._default_manager.filter(pk__in=ids).delete()[1].get(
             rows.model._meta.label, 0)
     return deleted
 

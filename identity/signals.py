@@ -6,7 +6,7 @@ the one-time codes).
 All are sent inside the identity write's transaction, so that what receivers write commits
 with it or not at all."""
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.dispatch import Signal
 
@@ -35,7 +35,8 @@ class SmsOutcome(Protocol):
 
 
 def sms_code_send(*, to: str, text: str) -> SmsOutcome:
-    answers = [answer for _, answer in sms_code_requested.send(sender=None, to=to, text=text)]
+    answers: list[Any] = [answer for _, answer in sms_code_requested.send(
+        sender=None, to=to, text=text)]
     if len(answers) != 1:
         raise RuntimeError(f"sms_code_requested needs one receiver, it has {len(answers)}")
     outcome: SmsOutcome = answers[0]

@@ -161,8 +161,8 @@ def sms_code(sent_sms: Callable[[str], list[str]]) -> Callable[[str], str]:
 
 # ---- sockets -------------------------------------------------------------------------------
 
-_server_frame: TypeAdapter[Any] = TypeAdapter(
-    Annotated[protocol.ServerFrame, Field(discriminator="type")])
+ServerFrameTagged = Annotated[protocol.ServerFrame, Field(discriminator="type")]
+_server_frame: TypeAdapter[Any] = TypeAdapter(ServerFrameTagged)
 
 
 class DeviceSocket(WebsocketCommunicator):

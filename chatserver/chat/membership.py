@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import F
 from django.utils import timezone
+from pydantic import BaseModel
 
 from chatserver.chat.config import chat_setting
 from chatserver.chat.errors import DirectRoomsLimit, NotAGroup, NotMember, RoleForbidden, RoomFull
@@ -107,7 +108,7 @@ def room_create(*, kind: str, name: str, creator: User, members: list[tuple[User
     for event in events:
         event.room = room
     RoomEvent.objects.bulk_create(events)
-    frames = [event_frame(event) for event in events]
+    frames: list[BaseModel] = [event_frame(event) for event in events]
     for user, _ in members:
         room_join_on_commit(user.pk, room.pk, frames)
     log.info("%s room %s created by user %s with %s members", kind, room.pk, creator.pk,
@@ -129,7 +130,7 @@ def contacts_among(user: User, others: list[User]) -> set[int]:
     only once both said yes)."""
     keys = {direct_key(user.pk, other.pk): other.pk for other in others}
     return {keys[key] for key in Room.objects.filter(direct_key__in=list(keys))
-            .values_list("direct_key", flat=True)}
+            .values_list("direct_key", flat=True) if key is not None}
 
 
 def known_phone_set(*, room: Room, user: User, e164: str) -> None:

@@ -267,7 +267,7 @@ def _room_heads_bump(counts: dict[int, int]) -> dict[int, int]:
 
 
 def _messages_by_client_ids(requests: list[SendRequest]
-                            ) -> dict[tuple[int, int, str], RoomEvent]:
+                            ) -> dict[tuple[int, int | None, str], RoomEvent]:
     if not requests:
         return {}
     keys = {request.key for request in requests}

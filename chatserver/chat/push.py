@@ -22,7 +22,7 @@ read before holes, so that a newer message of the late one's room is never read 
 """
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Max
@@ -94,12 +94,11 @@ def chat_pushes_plan(*, batch_size: int = 200) -> bool:
     return bool(new or late)
 
 
-def _plan_event(event: RoomEvent, *, now: timezone.datetime, live_after: timezone.datetime
-                ) -> None:
+def _plan_event(event: RoomEvent, *, now: datetime, live_after: datetime) -> None:
     recipients = set(
         Membership.objects.filter(room_id=event.room_id, left_at__isnull=True,
                                   last_read_seq__lt=event.seq)
-        .exclude(user_id=event.sender_id).values_list("user_id", flat=True))
+        .exclude(user_id=event.sender_id or 0).values_list("user_id", flat=True))
     recipients -= set(Preference.objects.filter(
         user_id__in=recipients, category="chat", channel="push", enabled=False,
     ).values_list("user_id", flat=True))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
+from pydantic import BaseModel
 
 from chatserver.chat.config import chat_setting
 from chatserver.chat.errors import (
@@ -39,7 +40,6 @@ from chatserver.chat.models import Block, Membership, PendingInvite, Room, RoomE
 from chatserver.chat.selectors import event_frame
 from chatserver.chat.streams import Unchanged, require_verified_phone, seq_allocate_or_raise
 from chatserver.chat.text import text_clean
-from chatserver.core import protocol
 from chatserver.core.errors import InvalidInput
 from chatserver.core.realtime import publish_room_on_commit
 from identity.domain import mobile_parse
@@ -238,7 +238,7 @@ def group_role_set(*, actor: User, room_id: int, user_id: int, role: str) -> Mem
             seq = head - count + 1
             target.role = role
             target.save(update_fields=["role"])
-            frames = [member_event(room_id=room_id, seq=seq, subject=target.user,
+            frames: list[BaseModel] = [member_event(room_id=room_id, seq=seq, subject=target.user,
                                    action="role", role=role, by=actor, now=now)]
             if role == Role.OWNER:
                 actor_membership.role = Role.ADMIN
@@ -258,7 +258,7 @@ def room_leave(*, user: User, room_id: int) -> None:
     with transaction.atomic():
         room, membership, seq = group_locked(
             room_id=room_id, actor=user, roles=(Role.OWNER, Role.ADMIN, Role.MEMBER))
-        frames: list[protocol.ChatMember] = []
+        frames: list[BaseModel] = []
         if membership.role == Role.OWNER:
             others = Membership.objects.select_related("user").filter(
                 room=room, left_at__isnull=True).exclude(user=user).order_by("joined_at", "pk")

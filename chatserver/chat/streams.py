@@ -34,7 +34,7 @@ def seq_allocate(*, room_id: int, actor_id: int, count: int = 1, require_phone: 
         f"AND EXISTS (SELECT 1 FROM {MEMBERSHIP_TABLE} m WHERE m.room_id = %s"
         " AND m.user_id = %s AND m.left_at IS NULL)",
     ]
-    params: list[object] = [count, room_id, room_id, actor_id]
+    params: list[int] = [count, room_id, room_id, actor_id]
     if require_phone:
         sql.append(f"AND EXISTS (SELECT 1 FROM {PHONE_TABLE} p WHERE p.user_id = %s"
                    " AND p.released_at IS NULL)")

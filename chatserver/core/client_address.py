@@ -62,12 +62,12 @@ def _scope_header(scope: dict[str, Any], name: bytes) -> str:
 
 def client_address(source: HttpRequest | dict[str, Any]) -> str | None:
     """The client's IP of a Django request or an ASGI scope (None when unknown)."""
-    if isinstance(source, HttpRequest):
-        return client_address_from(peer=source.META.get("REMOTE_ADDR") or None,
-                                   forwarded_for=source.META.get("HTTP_X_FORWARDED_FOR", ""))
-    client = source.get("client") or (None, None)
-    return client_address_from(peer=client[0],
-                               forwarded_for=_scope_header(source, b"x-forwarded-for"))
+    if isinstance(source, dict):
+        client = source.get("client") or (None, None)
+        return client_address_from(peer=client[0],
+                                   forwarded_for=_scope_header(source, b"x-forwarded-for"))
+    return client_address_from(peer=source.META.get("REMOTE_ADDR") or None,
+                               forwarded_for=source.META.get("HTTP_X_FORWARDED_FOR", ""))
 
 
 class UntrustedProxyHeadersMiddleware(MiddlewareMixin):

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.staticfiles.views import serve as staticfiles_serve
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 
 from chatserver.core.client_address import client_address
 from chatserver.core.errors import AppError, RateLimited, Unauthenticated
@@ -90,7 +91,7 @@ def admin_login(request: HttpRequest, extra_context: dict[str, object] | None = 
     return admin.site.login(request, extra_context)
 
 
-def static_file(request: HttpRequest, path: str) -> HttpResponse:
+def static_file(request: HttpRequest, path: str) -> HttpResponseBase:
     """Static files (frontend/static and the admin's), served by the app itself so that one
     process is the whole server; a reverse proxy may serve `collectstatic`'s STATIC_ROOT
     instead. `insecure` only means "also when DEBUG is off"; lookups stay inside the

@@ -100,7 +100,7 @@ class DanAccountRefused(AccountInactive):
     message_mn = "Энэ бүртгэл түдгэлзсэн эсвэл хаагдсан байна."
 
 
-_REFUSALS = {
+_REFUSALS: dict[str, tuple[str, str]] = {
     User.Status.SUSPENDED: ("This account is suspended by the portal.",
                             "Таны бүртгэлийг портал түр түдгэлзүүлсэн байна."),
     User.Status.CLOSED: ("This account was closed by its owner.",

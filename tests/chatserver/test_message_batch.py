@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 
 from chatserver.chat import moderation as chat_moderation
 from chatserver.chat.errors import NotMember, PiiWarning
-from chatserver.chat.messages import SendRequest, messages_send_batch
+from chatserver.chat.messages import SendOutcome, SendRequest, messages_send_batch
 from chatserver.chat.models import RoomEvent
 from chatserver.core import protocol
 from tests.chatserver.chat_helpers import (
@@ -122,7 +122,7 @@ def test_concurrent_batches_over_the_same_rooms_store_everything_gap_free(
     heads = [seqs(room)[-1] for room in rooms]
     barrier = threading.Barrier(4)
 
-    def batch(n: int) -> list[object]:
+    def batch(n: int) -> list[SendOutcome]:
         order = rooms if n % 2 else rooms[::-1]
         requests = [SendRequest(sender=users[n], room_id=room.pk, client_msg_id=f"{n}-{i}",
                                 text=f"{n}/{i}")

@@ -132,7 +132,7 @@ async def api_post(path: str, data: dict[str, Any], token: str | None = None,
                    headers: dict[str, str] | None = None) -> Any:
     from django.test import Client
 
-    extra: dict[str, str] = {}
+    extra: dict[str, Any] = {}
     if token:
         extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return await sync_to_async(Client().post)(

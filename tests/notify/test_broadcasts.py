@@ -254,7 +254,7 @@ def test_a_retried_broadcast_with_an_idempotency_key_is_stored_once(
 # ---- maintenance notices: two working days ahead -------------------------------------------
 
 def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UB)
+    return datetime(*args, tzinfo=UB)  # type: ignore[arg-type, misc]
 
 
 @pytest.mark.parametrize("notice, earliest", [
