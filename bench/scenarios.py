@@ -53,12 +53,12 @@ PROFILES = {
     "full": Profile(users=1000, trial_seconds=3, fixed_small=100, fixed_big=2, start_small=50,
                     start_big=2, max_steps=14, refine=2, factor=1.5, tries=3, saturation_seconds=8,
                     idle_sockets=10_000, connect_batch=1000, idle_seconds=10,
-                    notify_users=200, notify_rate=5, notify_steps=6, storm_sockets=5000,
+                    notify_users=200, notify_rate=25, notify_steps=8, storm_sockets=5000,
                     storm_jitter=5),
     "quick": Profile(users=100, trial_seconds=1.5, fixed_small=50, fixed_big=2, start_small=50,
                      start_big=4, max_steps=7, refine=1, factor=2.0, tries=2,
                      saturation_seconds=2, idle_sockets=500, connect_batch=125, idle_seconds=2,
-                     notify_users=50, notify_rate=5, notify_steps=2, storm_sockets=100,
+                     notify_users=50, notify_rate=25, notify_steps=6, storm_sockets=100,
                      storm_jitter=1, drain_max=10, quiet=0.5),
     "smoke": Profile(users=20, trial_seconds=1, fixed_small=5, fixed_big=2, start_small=5,
                      start_big=2, max_steps=1, refine=0, factor=2.0, tries=1, saturation_seconds=1,
@@ -357,11 +357,14 @@ def agency(ctx: Context, server: Server) -> dict[str, Any]:
         for step_number in range(p.notify_steps + 1):  # the first is a warm-up, not counted
             trial = f"n{next(ctx.trials)}"
             count = round(rate * p.trial_seconds)
+            workers = ctx.loadgen.size  # every worker posts its share, interleaved in time
+            start_at = time.time() + 0.3
             ctx.loadgen.call("notify", [{
                 "trial": trial, "url": server.origin, "key": data["agency_key"],
-                "registers": registers, "rate": rate, "count": count if w == 0 else 0,
-                "start_at": time.time() + 0.3, "drain_max": p.drain_max, "quiet": p.quiet,
-            } for w in range(ctx.loadgen.size)])
+                "registers": registers[w::workers], "rate": rate / workers,
+                "count": len(range(w, count, workers)), "start_at": start_at + w / rate,
+                "drain_max": p.drain_max, "quiet": p.quiet,
+            } for w in range(workers)])
             got = ctx.loadgen.collect()
             accepted = got["posts"].get(202, 0)
             step = {
@@ -387,7 +390,7 @@ def agency(ctx: Context, server: Server) -> dict[str, Any]:
             steps.append(step)
             if not step["held"]:
                 break
-            rate *= 1.5
+            rate *= 2
         held = [s for s in steps if s["held"]]
         return {"sockets": len(specs), "fixed": steps[0], "steps": steps,
                 "held_rate": held[-1]["rate"] if held else 0,

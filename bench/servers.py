@@ -81,7 +81,13 @@ class Server:
             server = ["-m", "uvicorn", "--loop", "uvloop", "--http", "httptools",
                       "--ws", "websockets", "bench.raw_app:app", "--host", "127.0.0.1",
                       "--port", str(self.port), "--no-access-log", "--log-level", "warning"]
-        return ["taskset", "-c", str(SERVER_CORE), sys.executable, *server]
+        command = [sys.executable, *server]
+        profile_dir = os.environ.get("BENCH_PYSPY_DIR")
+        if profile_dir and self.kind == "sonor":  # sampled stacks of the server, for profiling runs
+            out = Path(profile_dir) / f"{self.name}-{time.strftime('%H%M%S')}.txt"
+            command = ["py-spy", "record", "--nonblocking", "-r", "200", "-f", "raw",
+                       "-o", str(out), "--", *command]
+        return ["taskset", "-c", str(SERVER_CORE), *command]
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -117,6 +123,8 @@ class Server:
         """End the whole process group: SIGTERM (or `sig`), SIGKILL after 10 s."""
         if self.process is None:
             return
+        if sig == signal.SIGTERM and os.environ.get("BENCH_PYSPY_DIR"):
+            sig = signal.SIGINT  # the profiler writes its file on SIGINT only
         for current in (sig, signal.SIGKILL):
             try:
                 os.killpg(self.process.pid, current)

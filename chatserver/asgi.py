@@ -1,12 +1,19 @@
 """ASGI entry point: HTTP to Django, /ws/v1 to the device socket, /ws/v1/login to QR login."""
 
 import os
+import sys
+
+sys.setswitchinterval(float(os.environ.get("X_SWITCH", "0.005")))
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatserver.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+import django  # noqa: E402
 
-django_application = get_asgi_application()  # sets Django up before the consumers import
+django.setup(set_prefix=False)  # before the consumers and the handler import models
+
+from chatserver.http_handler import HttpHandler  # noqa: E402
+
+django_application = HttpHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402

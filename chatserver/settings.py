@@ -93,15 +93,16 @@ INSTALLED_APPS = [
     "chatserver",
 ]
 
+# Django's own middleware, with hooks that run on the event loop (chatserver/middleware.py).
 MIDDLEWARE = [
-    "chatserver.core.client_address.UntrustedProxyHeadersMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chatserver.middleware.InlineUntrustedProxyHeadersMiddleware",
+    "chatserver.middleware.InlineSecurityMiddleware",
+    "chatserver.middleware.InlineSessionMiddleware",
+    "chatserver.middleware.InlineCommonMiddleware",
+    "chatserver.middleware.InlineCsrfViewMiddleware",
+    "chatserver.middleware.InlineAuthenticationMiddleware",
+    "chatserver.middleware.InlineMessageMiddleware",
+    "chatserver.middleware.InlineXFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "chatserver.urls"

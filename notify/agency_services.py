@@ -98,18 +98,32 @@ def agency_create(*, name: str, categories: list[str] | None = None,
 
 def api_key_authenticate(*, key: str) -> Agency:
     """The agency behind a live API key, or Unauthenticated."""
-    parts = (key or "").split("_", 2)
-    if len(parts) != 3 or parts[0] != "sk" or len(parts[1]) != API_KEY_PREFIX_LENGTH:
-        raise Unauthenticated("Not a valid API key.")
-    api_key = (
-        AgencyApiKey.objects.select_related("agency")
-        .filter(prefix=parts[1], revoked_at__isnull=True).first()
-    )
-    if api_key is None or not hmac.compare_digest(api_key.key_hash, token_hash(key)):
-        raise Unauthenticated("Not a valid API key.")
-    if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
-        raise Unauthenticated("This API key has expired.")
-    return api_key.agency
+    [agency] = api_keys_authenticate([key])
+    if isinstance(agency, Unauthenticated):
+        raise agency
+    return agency
+
+
+def api_keys_authenticate(keys: list[str]) -> list[Agency | Unauthenticated]:
+    """api_key_authenticate for many keys (a batch of agency requests) in one query."""
+    prefixes = {}
+    for key in keys:
+        parts = (key or "").split("_", 2)
+        if len(parts) == 3 and parts[0] == "sk" and len(parts[1]) == API_KEY_PREFIX_LENGTH:
+            prefixes[key] = parts[1]
+    rows = {row.prefix: row for row in AgencyApiKey.objects.select_related("agency").filter(
+        prefix__in=set(prefixes.values()), revoked_at__isnull=True)}
+    now = timezone.now()
+    answers: list[Agency | Unauthenticated] = []
+    for key in keys:
+        api_key = rows.get(prefixes.get(key, ""))
+        if api_key is None or not hmac.compare_digest(api_key.key_hash, token_hash(key)):
+            answers.append(Unauthenticated("Not a valid API key."))
+        elif api_key.expires_at is not None and api_key.expires_at <= now:
+            answers.append(Unauthenticated("This API key has expired."))
+        else:
+            answers.append(api_key.agency)
+    return answers
 
 
 @transaction.atomic

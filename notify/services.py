@@ -12,21 +12,26 @@ Every notification is committed before it is published: frames go out on commit
 import hashlib
 import json
 import logging
+from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 from pydantic import BaseModel
 
 from chatserver.core import protocol
-from chatserver.core.errors import InvalidInput, InvalidRegisterNumber
+from chatserver.core.errors import AppError, InvalidInput, InvalidRegisterNumber, Unauthenticated
 from chatserver.core.realtime import publish_many_on_commit, publish_on_commit, user_group
+from chatserver.core.throttle import throttle_check_many
 from identity.domain import register_parse
 from identity.models import User
 from identity.services import access_log_record
+from notify.agency_services import agency_scope_check, api_keys_authenticate
 from notify.delivery import deliveries_cancel_on_read, deliveries_plan, deliveries_plan_many
 from notify.errors import CitizenNotFound, IdempotencyKeyReused, NotificationNotFound
 from notify.models import Agency, Broadcast, InboxState, Notification
@@ -211,28 +216,27 @@ def request_digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def citizen_by_register(*, register_number: str) -> User:
-    """The citizen to notify; an organisation's register or an unknown or closed account is
-    CitizenNotFound, a malformed one InvalidRegisterNumber."""
-    try:
-        register = register_parse(register_number)
-    except InvalidRegisterNumber as exc:
-        if register_number.strip().isdigit():  # an organisation has no inbox
-            raise CitizenNotFound("A register of an organisation, not of a citizen.") from exc
-        raise
-    user = (User.objects.filter(register_number=register.value)
-            .exclude(status=User.Status.CLOSED).first())
-    if user is None:
-        raise CitizenNotFound()
-    return user
+@dataclass(frozen=True)
+class AgencySend:
+    """One agency notification to one citizen, as the agency API receives it: from an
+    `agency`, or from the holder of `api_key` (checked with the batch, with its rate and
+    its scopes)."""
+
+    register_number: str
+    category: str
+    title: str
+    body: str
+    link: str = ""
+    reference: str = ""
+    amount_mnt: int | None = None
+    due_date: date | None = None
+    idempotency_key: str = ""
+    agency: Agency | None = None
+    api_key: str = ""
 
 
-def _notification_replay(*, agency: Agency, idempotency_key: str, digest: str
-                         ) -> Notification | None:
-    existing = Notification.objects.filter(agency=agency, idempotency_key=idempotency_key).first()
-    if existing is not None and existing.request_digest != digest:
-        raise IdempotencyKeyReused(notification_id=existing.pk)
-    return existing
+# (notification, replayed) or the error for that request alone
+AgencySendOutcome = tuple[Notification, bool] | AppError
 
 
 def agency_notification_send(
@@ -240,42 +244,187 @@ def agency_notification_send(
     link: str = "", reference: str = "", amount_mnt: int | None = None,
     due_date: date | None = None, idempotency_key: str = "",
 ) -> tuple[Notification, bool]:
-    """An agency's notification to one citizen: (notification, replayed).
+    """An agency's notification to one citizen: (notification, replayed). See
+    agency_notifications_send_batch, which the API's writer calls for many at once."""
+    [outcome] = agency_notifications_send_batch([AgencySend(
+        agency=agency, register_number=register_number, category=category, title=title,
+        body=body, link=link, reference=reference, amount_mnt=amount_mnt, due_date=due_date,
+        idempotency_key=idempotency_key)])
+    if isinstance(outcome, AppError):
+        raise outcome
+    return outcome
+
+
+def agency_notifications_send_batch(requests: list[AgencySend]) -> list[AgencySendOutcome]:
+    """Agencies' notifications, each to one citizen, stored in one transaction with a fixed
+    number of statements: one outcome per request, in order.
 
     With an idempotency key, a retry of the same request returns the first notification
-    (replayed=True), also when the duplicates race: the unique (agency, key) index lets one
-    INSERT win, the others roll back whole and read the winner. Nothing is stored on error.
+    (replayed=True), also within one batch and when duplicates race across processes: the
+    unique (agency, key) index lets one INSERT win; the losing batch rolls back whole and its
+    requests are stored one by one, reading the winner. Nothing is stored for a request that
+    fails; the others are not affected.
     """
-    title, body = title.strip(), body.strip()
-    notification_fields_validate(category=category, title=title, body=body, link=link,
-                                 reference=reference, amount_mnt=amount_mnt, due_date=due_date)
-    user = citizen_by_register(register_number=register_number)
-    digest = request_digest({
-        "register_number": user.register_number, "category": category, "title": title,
-        "body": body, "link": link, "reference": reference, "amount_mnt": amount_mnt,
-        "due_date": due_date,
-    })
-    if idempotency_key:
-        existing = _notification_replay(agency=agency, idempotency_key=idempotency_key,
-                                        digest=digest)
-        if existing is not None:
-            return existing, True
+    outcomes: list[AgencySendOutcome | None] = [None] * len(requests)
+    requests = _agencies_resolve(requests, outcomes)
+    checked: list[tuple[int, AgencySend, str]] = []  # (index, request, digest)
+    registers: dict[int, str] = {}
+    for i, r in enumerate(requests):
+        if outcomes[i] is not None:
+            continue
+        try:
+            assert r.agency is not None
+            agency_scope_check(agency=r.agency, category=r.category)
+            r = replace(r, title=r.title.strip(), body=r.body.strip())
+            notification_fields_validate(
+                category=r.category, title=r.title, body=r.body, link=r.link,
+                reference=r.reference, amount_mnt=r.amount_mnt, due_date=r.due_date)
+            registers[i] = _citizen_register(r.register_number)
+        except AppError as exc:
+            outcomes[i] = exc
+            continue
+        checked.append((i, r, ""))
+    users = {u.register_number: u for u in User.objects.filter(
+        register_number__in=set(registers.values())).exclude(status=User.Status.CLOSED)}
+    pending: list[tuple[int, AgencySend, str]] = []
+    for i, r, _ in checked:
+        user = users.get(registers[i])
+        if user is None:
+            outcomes[i] = CitizenNotFound()
+            continue
+        pending.append((i, r, request_digest({
+            "register_number": user.register_number, "category": r.category,
+            "title": r.title, "body": r.body, "link": r.link, "reference": r.reference,
+            "amount_mnt": r.amount_mnt, "due_date": r.due_date})))
+    keys = {(r.agency.pk, r.idempotency_key) for _, r, _ in pending  # type: ignore[union-attr]
+            if r.idempotency_key}
+    known: dict[tuple[int, str], Notification] = {}
+    if keys:
+        for n in Notification.objects.filter(
+                agency_id__in={a for a, _ in keys},
+                idempotency_key__in={k for _, k in keys}):
+            known[n.agency_id, n.idempotency_key] = n  # type: ignore[index]
+    new: list[tuple[int, Notification]] = []
+    firsts: dict[tuple[int, str], int] = {}  # a key's first request in this batch
+    for i, r, digest in pending:
+        assert r.agency is not None
+        key = (r.agency.pk, r.idempotency_key)
+        if r.idempotency_key and key in known:
+            existing = known[key]
+            outcomes[i] = ((existing, True) if existing.request_digest == digest
+                           else IdempotencyKeyReused(notification_id=existing.pk))
+            continue
+        if r.idempotency_key and key in firsts:
+            continue  # answered from its first request's row below
+        if r.idempotency_key:
+            firsts[key] = i
+        new.append((i, Notification(
+            user=users[registers[i]], category=r.category, title=r.title, body=r.body,
+            link=r.link, agency=r.agency, reference=r.reference, amount_mnt=r.amount_mnt,
+            due_date=r.due_date, idempotency_key=r.idempotency_key, request_digest=digest)))
+    if new:
+        try:
+            with transaction.atomic():
+                _notifications_insert([n for _, n in new])
+        except IntegrityError:
+            if len(requests) == 1:  # a duplicate committed meanwhile: read the winner
+                i, r, digest = pending[0]
+                winner = Notification.objects.filter(
+                    agency=r.agency, idempotency_key=r.idempotency_key).first()
+                if not r.idempotency_key or winner is None:
+                    raise
+                return [(winner, True) if winner.request_digest == digest
+                        else IdempotencyKeyReused(notification_id=winner.pk)]
+            # Lost a race on an idempotency key: each unanswered request again, alone.
+            return [o if o is not None else agency_notifications_send_batch([r])[0]
+                    for r, o in zip(requests, outcomes, strict=True)]
+        for i, notification in new:
+            outcomes[i] = (notification, False)
+    by_index = {i: n for i, n in new}
+    for i, r, digest in pending:  # repeats of a key within this batch
+        if outcomes[i] is None:
+            first = by_index[firsts[(r.agency.pk, r.idempotency_key)]]  # type: ignore[union-attr]
+            outcomes[i] = ((first, True) if first.request_digest == digest
+                           else IdempotencyKeyReused(notification_id=first.pk))
+    return [o for o in outcomes if o is not None]
+
+
+def _agencies_resolve(requests: list[AgencySend], outcomes: list[AgencySendOutcome | None]
+                      ) -> list[AgencySend]:
+    """The requests with their agency: API keys checked in one query and their agencies'
+    rates in one count (a refused request gets its error in `outcomes`)."""
+    by_key = [i for i, r in enumerate(requests) if r.agency is None]
+    if not by_key:
+        return requests
+    requests = list(requests)
+    agencies = api_keys_authenticate([requests[i].api_key for i in by_key])
+    allowed = []
+    for i, agency in zip(by_key, agencies, strict=True):
+        if isinstance(agency, Unauthenticated):
+            outcomes[i] = agency
+        else:
+            requests[i] = replace(requests[i], agency=agency)
+            allowed.append(i)
+    refusals = throttle_check_many(
+        keys=[f"agency:{requests[i].agency.pk}" for i in allowed],  # type: ignore[union-attr]
+        limit=settings.SONOR_AGENCY_RATE_PER_MINUTE, window_seconds=60)
+    for i, refusal in zip(allowed, refusals, strict=True):
+        if refusal is not None:
+            outcomes[i] = refusal
+    return requests
+
+
+def _citizen_register(register_number: str) -> str:
+    """The normalised register number of a citizen; an organisation's is CitizenNotFound, a
+    malformed one InvalidRegisterNumber."""
     try:
-        # Its own transaction: on a lost race the whole write (seq included) rolls back.
-        notification = notification_create(
-            user=user, category=category, title=title, body=body, link=link, agency=agency,
-            reference=reference, amount_mnt=amount_mnt, due_date=due_date,
-            idempotency_key=idempotency_key, request_digest=digest,
-        )
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        existing = _notification_replay(agency=agency, idempotency_key=idempotency_key,
-                                        digest=digest)
-        if existing is None:
-            raise
-        return existing, True
-    return notification, False
+        return register_parse(register_number).value
+    except InvalidRegisterNumber as exc:
+        if register_number.strip().isdigit():  # an organisation has no inbox
+            raise CitizenNotFound("A register of an organisation, not of a citizen.") from exc
+        raise
+
+
+_INBOX = InboxState._meta.db_table
+
+
+def _inbox_heads_advance(per_user: Counter[int], user_ids: list[int]) -> dict[int, int]:
+    """Advance each inbox's last seq by its count in one statement (creating the rows of
+    first notifications); returns each inbox's last seq before. The rows are locked in user
+    id order, so concurrent batches cannot deadlock."""
+    values = ", ".join(["(%s, %s)"] * len(user_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_INBOX} (user_id, last_seq) VALUES {values}"
+            f" ON CONFLICT (user_id) DO UPDATE SET last_seq = {_INBOX}.last_seq"
+            " + excluded.last_seq RETURNING user_id, last_seq",
+            [x for uid in user_ids for x in (uid, per_user[uid])])
+        return {uid: last - per_user[uid] for uid, last in cursor.fetchall()}
+
+
+def _notifications_insert(rows: list[Notification]) -> None:
+    """Store new notifications (seq unset) in the caller's transaction: each inbox's seqs
+    stay gap-free (_inbox_heads_advance); the deliveries are planned, and each citizen's
+    devices get notify.new and notify.unread on commit."""
+    per_user = Counter(n.user_id for n in rows)
+    user_ids = sorted(per_user)
+    heads = _inbox_heads_advance(per_user, user_ids)
+    for n in rows:
+        heads[n.user_id] += 1
+        n.seq = heads[n.user_id]
+    Notification.objects.bulk_create(rows)
+    deliveries = deliveries_plan_many(notifications=rows)
+    counts = _unread_counts(user_ids=user_ids)
+    frames: list[tuple[str, BaseModel]] = []
+    for n in rows:
+        frames.append((user_group(n.user_id), notification_frame(n)))
+    for uid in user_ids:
+        frames.append((user_group(uid), protocol.NotifyUnread(count=counts.get(uid, 0))))
+    publish_many_on_commit(frames)
+    log.info("%s notifications stored (%s) for %s citizens, %s deliveries", len(rows),
+             ", ".join(f"{n.pk}:{n.category}" for n in rows[:20]) + (", …" if len(rows) > 20
+                                                                    else ""),
+             len(user_ids), len(deliveries))
 
 
 def delivery_status_read(*, agency: Agency, notification_id: int) -> Notification:
@@ -299,31 +448,14 @@ def broadcast_notifications_bulk_create(
     *, broadcast: Broadcast, user_ids: list[int]
 ) -> list[Notification]:
     """One notification of `broadcast` into each of these inboxes, in the caller's
-    transaction: seqs stay gap-free per user (the InboxState rows are locked in user id
-    order, so concurrent batches cannot deadlock) and each user's devices get notify.new and
-    notify.unread on commit."""
-    if not user_ids:
-        return []
-    user_ids = sorted(set(user_ids))
-    InboxState.objects.bulk_create([InboxState(user_id=uid) for uid in user_ids],
-                                   ignore_conflicts=True)
-    heads = dict(InboxState.objects.select_for_update().filter(user_id__in=user_ids)
-                 .order_by("user_id").values_list("user_id", "last_seq"))
-    InboxState.objects.filter(user_id__in=user_ids).update(last_seq=F("last_seq") + 1)
-    rows = Notification.objects.bulk_create([
-        Notification(user_id=uid, seq=heads[uid] + 1, agency_id=broadcast.agency_id,
-                     broadcast=broadcast, category=broadcast.category, title=broadcast.title,
-                     body=broadcast.body, link=broadcast.link, reference=broadcast.reference)
-        for uid in user_ids
-    ])
-    deliveries_plan_many(notifications=rows)
-    counts = _unread_counts(user_ids=user_ids)
-    frames: list[tuple[str, BaseModel]] = []
-    for row in rows:
-        frames.append((user_group(row.user_id), notification_frame(row)))
-        frames.append((user_group(row.user_id),
-                       protocol.NotifyUnread(count=counts.get(row.user_id, 0))))
-    publish_many_on_commit(frames)
+    transaction (see _notifications_insert)."""
+    rows = [Notification(user_id=uid, agency_id=broadcast.agency_id, broadcast=broadcast,
+                         category=broadcast.category, title=broadcast.title,
+                         body=broadcast.body, link=broadcast.link,
+                         reference=broadcast.reference)
+            for uid in sorted(set(user_ids))]
+    if rows:
+        _notifications_insert(rows)
     return rows
 
 

@@ -14,6 +14,7 @@ from ninja.errors import HttpError
 from ninja.security import HttpBearer
 from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
+from chatserver.batch_writer import batch_writer
 from chatserver.core.api_schemas import ErrorOut
 from chatserver.core.errors import InvalidInput
 from chatserver.core.throttle import throttle_check
@@ -23,15 +24,30 @@ from notify.agency_services import agency_scope_check, api_key_authenticate
 from notify.errors import PayloadTooLarge
 from notify.models import Agency, Broadcast, Notification
 
+notification_writer = batch_writer(services.agency_notifications_send_batch,
+                                   what="agency notifications")
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def _key_check(token: str) -> Agency:
+    """The key's agency, within its rate (per agency, shared by every process)."""
+    agency = api_key_authenticate(key=token)
+    throttle_check(key=f"agency:{agency.pk}", limit=settings.SONOR_AGENCY_RATE_PER_MINUTE,
+                   window_seconds=60)
+    return agency
 
 
 class AgencyKeyAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Agency:
-        agency = api_key_authenticate(key=token)
-        throttle_check(key=f"agency:{agency.pk}", limit=settings.SONOR_AGENCY_RATE_PER_MINUTE,
-                       window_seconds=60)
-        return agency
+        return _key_check(token)
+
+
+class BatchedAgencyKeyAuth(HttpBearer):
+    """Hands the key on: the notification batch checks it, with its rate (one query and one
+    count for every request in the batch)."""
+
+    async def authenticate(self, request: HttpRequest, token: str) -> str:  # type: ignore[override]
+        return token
 
 
 agency_api = NinjaAPI(
@@ -207,8 +223,8 @@ def _status_of(n: Notification) -> NotificationStatusOut:
 
 
 @agency_api.post("notifications", response={202: NotificationAccepted, **ERRORS},
-                 tags=["notifications"])
-def notification_send(
+                 tags=["notifications"], auth=BatchedAgencyKeyAuth())
+async def notification_send(
     request: HttpRequest, payload: NotificationIn, response: HttpResponse,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
 ) -> tuple[int, NotificationAccepted]:
@@ -216,14 +232,14 @@ def notification_send(
     (header `Idempotent-Replayed: true`); the same key with a different body is 409.
     A category outside the key's scopes is 403 `scope_forbidden`, whatever the citizen.
     An unknown register number, a closed account and an organisation's register all answer
-    404 `citizen_not_found`, alike."""
-    agency_scope_check(agency=_agency(request), category=payload.category)
-    notification, replayed = services.agency_notification_send(
-        agency=_agency(request), register_number=payload.register_number,
+    404 `citizen_not_found`, alike. Requests from every connection are stored in batches
+    (one transaction each); 202 comes after the commit."""
+    notification, replayed = await notification_writer().send(services.AgencySend(
+        api_key=request.auth, register_number=payload.register_number,  # type: ignore[attr-defined]
         category=payload.category, title=payload.title, body=payload.body, link=payload.link,
         reference=payload.reference, amount_mnt=payload.amount_mnt, due_date=payload.due_date,
         idempotency_key=_idempotency_key(idempotency_key),
-    )
+    ))
     if replayed:
         response["Idempotent-Replayed"] = "true"
     return 202, NotificationAccepted(id=notification.pk, created_at=notification.created_at)

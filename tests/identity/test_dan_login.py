@@ -162,6 +162,7 @@ def test_signing_up_through_dan_brings_no_login_notice(dan_peer: FakeDan) -> Non
     assert (inbox["items"], inbox["unread"]) == ([], 0)
 
 
+@pytest.mark.django_db(transaction=True)  # the agency POST is stored from the thread pool
 def test_agencies_see_whether_the_recipient_was_identity_checked_by_dan(
         dan_peer: FakeDan, make_citizen: Callable[..., User]) -> None:
     checked, unchecked = make_citizen(), make_citizen()

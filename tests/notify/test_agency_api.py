@@ -19,7 +19,8 @@ from notify.models import Agency, AgencyApiKey, Notification
 from tests.conftest import JsonClient
 from tests.notify.helpers import send
 
-pytestmark = pytest.mark.django_db
+# The agency POST stores from the thread pool, outside the test's transaction.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Maker = Callable[..., Any]
 

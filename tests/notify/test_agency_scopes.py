@@ -27,6 +27,7 @@ def broadcast(client: JsonClient, **fields: Any) -> Any:
     return client.post("/api/agency/v1/broadcasts", body)
 
 
+@pytest.mark.django_db(transaction=True)  # the POST is stored from the thread pool
 def test_an_agency_cannot_send_security_notices_unless_staff_grant_it(
         agency_client: JsonClient, citizen: User, make_agency: Maker) -> None:
     fake = {"category": "security", "title": "Таны бүртгэлд нэвтэрсэн байна",
@@ -41,6 +42,7 @@ def test_an_agency_cannot_send_security_notices_unless_staff_grant_it(
     assert send(JsonClient(granted), citizen.register_number, **fake).status_code == 202
 
 
+@pytest.mark.django_db(transaction=True)  # the POST is stored from the thread pool
 def test_a_category_outside_the_scopes_is_refused_before_any_lookup(
         make_agency: Maker, citizen: User) -> None:
     _, key = make_agency(categories=["petition"])
@@ -70,6 +72,7 @@ def test_only_staff_allowed_agencies_broadcast_to_everyone(
     assert broadcast(JsonClient(key)).status_code == 202
 
 
+@pytest.mark.django_db(transaction=True)  # the POST is stored from the thread pool
 def test_closed_unknown_and_organisation_registers_answer_alike(
         agency_client: JsonClient, make_citizen: Maker) -> None:
     closed, suspended = make_citizen(), make_citizen()

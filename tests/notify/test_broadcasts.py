@@ -118,6 +118,7 @@ def test_later_sign_ups_are_not_part_of_a_running_broadcast(
     assert Broadcast.objects.get().done == 5
 
 
+@pytest.mark.django_db(transaction=True)  # the POST is stored from the thread pool
 def test_single_notifications_interleave_with_a_running_broadcast(
         agency_client: JsonClient, citizens: list[User]) -> None:
     post_broadcast(agency_client)

@@ -236,6 +236,7 @@ def test_two_workers_send_each_delivery_exactly_once(make_citizen: Any, make_tok
     assert len(outbox("push")) == 100
 
 
+@pytest.mark.django_db(transaction=True)  # the POST is stored from the thread pool
 def test_delivery_status_shows_to_the_agency_and_on_the_inbox_item(
         phone_app: tuple[User, JsonClient], agency_client: JsonClient) -> None:
     user, client = phone_app

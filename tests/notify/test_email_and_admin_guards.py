@@ -112,6 +112,7 @@ def smtp_configured(smtp_server: FakeSmtpServer, settings: Any) -> Any:
     sender_for.cache_clear()
 
 
+@pytest.mark.django_db(transaction=True)  # the POST is stored from the thread pool
 def test_a_provider_error_shown_to_the_agency_names_no_address(
         smtp_configured: FakeSmtpServer, citizen: User, make_token: Any,
         agency_client: JsonClient) -> None:

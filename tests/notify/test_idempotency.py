@@ -17,7 +17,7 @@ from tests.notify.helpers import notification_body, send
 Maker = Callable[..., Any]
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_a_retry_returns_the_first_result(agency_client: JsonClient, citizen: User) -> None:
     first = send(agency_client, citizen.register_number, key="req-42-done")
     retry = send(agency_client, citizen.register_number, key="req-42-done")
@@ -29,7 +29,7 @@ def test_a_retry_returns_the_first_result(agency_client: JsonClient, citizen: Us
     assert inbox_seq(user=citizen) == 1
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_a_reused_key_with_a_different_body_is_409(agency_client: JsonClient,
                                                    citizen: User, make_citizen: Maker) -> None:
     first = send(agency_client, citizen.register_number, key="k-1").json()
@@ -44,7 +44,7 @@ def test_a_reused_key_with_a_different_body_is_409(agency_client: JsonClient,
     assert Notification.objects.count() == 1
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_same_meaning_in_another_spelling_is_a_retry(agency_client: JsonClient,
                                                      citizen: User) -> None:
     first = send(agency_client, citizen.register_number, key="k-2").json()
@@ -53,7 +53,7 @@ def test_same_meaning_in_another_spelling_is_a_retry(agency_client: JsonClient,
     assert (retry.status_code, retry.json()["id"]) == (202, first["id"])
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_keys_belong_to_one_agency(make_agency: Maker, citizen: User) -> None:
     a = send(JsonClient(make_agency()[1]), citizen.register_number, key="same").json()
     b = send(JsonClient(make_agency()[1]), citizen.register_number, key="same").json()
@@ -61,7 +61,7 @@ def test_keys_belong_to_one_agency(make_agency: Maker, citizen: User) -> None:
     assert [n.seq for n in Notification.objects.order_by("seq")] == [1, 2]
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_an_error_does_not_use_up_the_key(agency_client: JsonClient, citizen: User) -> None:
     refused = send(agency_client, citizen.register_number, key="k-3", link="http://x.mn")
     assert refused.status_code == 422
@@ -69,7 +69,7 @@ def test_an_error_does_not_use_up_the_key(agency_client: JsonClient, citizen: Us
     assert accepted.status_code == 202
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("key", ["", "x" * 201, "with space", "tab\tkey"])
 def test_a_malformed_key_is_refused(agency_client: JsonClient, citizen: User,
                                     key: str) -> None:
