@@ -11,7 +11,7 @@ import django  # noqa: E402
 
 django.setup(set_prefix=False)  # before the consumers and the handler import models
 
-from chatserver.http_handler import HttpHandler  # noqa: E402
+from chatserver.core.http_handler import HttpHandler  # noqa: E402
 
 django_application = HttpHandler()
 

@@ -93,16 +93,16 @@ INSTALLED_APPS = [
     "chatserver",
 ]
 
-# Django's own middleware, with hooks that run on the event loop (chatserver/middleware.py).
+# Django's own middleware, with hooks that run on the event loop (chatserver/core/middleware.py).
 MIDDLEWARE = [
-    "chatserver.middleware.InlineUntrustedProxyHeadersMiddleware",
-    "chatserver.middleware.InlineSecurityMiddleware",
-    "chatserver.middleware.InlineSessionMiddleware",
-    "chatserver.middleware.InlineCommonMiddleware",
-    "chatserver.middleware.InlineCsrfViewMiddleware",
-    "chatserver.middleware.InlineAuthenticationMiddleware",
-    "chatserver.middleware.InlineMessageMiddleware",
-    "chatserver.middleware.InlineXFrameOptionsMiddleware",
+    "chatserver.core.middleware.InlineUntrustedProxyHeadersMiddleware",
+    "chatserver.core.middleware.InlineSecurityMiddleware",
+    "chatserver.core.middleware.InlineSessionMiddleware",
+    "chatserver.core.middleware.InlineCommonMiddleware",
+    "chatserver.core.middleware.InlineCsrfViewMiddleware",
+    "chatserver.core.middleware.InlineAuthenticationMiddleware",
+    "chatserver.core.middleware.InlineMessageMiddleware",
+    "chatserver.core.middleware.InlineXFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "chatserver.urls"

@@ -14,8 +14,8 @@ from ninja.errors import HttpError
 from ninja.security import HttpBearer
 from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
-from chatserver.batch_writer import batch_writer
 from chatserver.core.api_schemas import ErrorOut
+from chatserver.core.batch_writer import batch_writer
 from chatserver.core.errors import InvalidInput
 from chatserver.core.throttle import throttle_check
 from chatserver.http.api import error_response, install_error_handlers

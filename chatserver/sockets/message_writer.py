@@ -14,7 +14,7 @@ client_msg_id gets the stored event. Measured in bench/README.md: one transactio
 thread hop per message capped a process at a few hundred messages a second.
 """
 
-from chatserver.batch_writer import batch_writer
 from chatserver.chat.messages import messages_send_batch
+from chatserver.core.batch_writer import batch_writer
 
 message_writer = batch_writer(messages_send_batch, what="chat messages")
