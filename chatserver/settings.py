@@ -70,7 +70,7 @@ SONOR_ALLOWED_ORIGINS = _env_list(
 )
 CSRF_TRUSTED_ORIGINS = SONOR_ALLOWED_ORIGINS
 # Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (IPs or CIDRs; default
-# none): chatserver/client_address.py decides every client address from the peer and these.
+# none): chatserver/core/client_address.py decides every client address from the peer and these.
 SONOR_TRUSTED_PROXIES = _env_list("SONOR_TRUSTED_PROXIES")
 for _proxy in SONOR_TRUSTED_PROXIES:
     try:
@@ -263,7 +263,7 @@ SONOR_MAINTENANCE_NOTICE_WORKING_DAYS = int(
 SONOR_HOLIDAYS_ADD = _env_list("SONOR_HOLIDAYS_ADD")
 SONOR_HOLIDAYS_REMOVE = _env_list("SONOR_HOLIDAYS_REMOVE")
 
-# Chat limits: chatserver/chat_config.py says what each one means.
+# Chat limits: chatserver/chat/config.py says what each one means.
 SONOR_CHAT_MEMBER_LIMIT = _env_int("SONOR_CHAT_MEMBER_LIMIT", 10000)
 SONOR_CHAT_GROUP_INITIAL_MAX = _env_int("SONOR_CHAT_GROUP_INITIAL_MAX", 200)
 SONOR_CHAT_SEND_RATE = _env_int("SONOR_CHAT_SEND_RATE", 30)

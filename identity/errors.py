@@ -1,4 +1,4 @@
-"""Errors of sessions and account confirmation (chatserver/errors.py holds the shared ones)."""
+"""Errors of sessions and account confirmation (chatserver/core/errors.py holds the shared ones)."""
 
 from chatserver.core.errors import AppError, Unauthenticated
 

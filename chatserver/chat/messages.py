@@ -11,8 +11,8 @@ transaction; the room row's lock serialises the room's writers. Frames go out on
                             --> room.push chat.message to group room.<id> (one Redis message
                                 per process, written as is to each local socket)
 
-Sockets send through messages_send_batch (chatserver/message_writer.py collects them): the same
-steps for many sends in ONE transaction, one INSERT, one room.push per room.
+Sockets send through messages_send_batch (chatserver/sockets/message_writer.py collects
+them): the same steps for many sends in ONE transaction, one INSERT, one room.push per room.
 
 A new member's sockets get `room.join` (with the events that added them) through the user's
 own group and start following the room; a leaving member's stop after the frames saying so.

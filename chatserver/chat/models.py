@@ -5,7 +5,7 @@ RoomEvent with the room's next `seq` (gap-free, strictly increasing). Rooms are 
 ids, never by phone numbers, so a recycled number's next owner inherits nothing.
 
     Room.last_seq  <-- one UPDATE ... RETURNING allocates the next seq(s) and takes the row
-         |             lock that serialises writers of this room (chatserver.chat.services)
+         |             lock that serialises writers of this room (chatserver/chat/streams.py)
          +-- RoomEvent (room, seq)  message | edit | delete | member | rename
          +-- Membership (room, user)  role, joined_seq .. left_seq, last_read_seq
 """

@@ -12,7 +12,7 @@ from chatserver.chat.models import SocketPresence
 def chat_presence_apply(*, opened: list[tuple[str, int, int]], seen: list[str],
                         closed: list[str]) -> None:
     """Presence of many sockets in one transaction (each process collects them for about a
-    second: chatserver/consumers.py PresenceBook): `opened` (socket name, user id, session
+    second: chatserver/sockets/consumers.py PresenceBook): `opened` (socket name, user id, session
     id) are live from now, `seen` talked, `closed` are gone. Stale rows of the opening users
     (a process that died) go too."""
     now = timezone.now()

@@ -47,7 +47,7 @@ _CLOSE_CODE_MEANINGS = {
 _INTRO = """\
 # Sonor wire protocol
 
-Generated from `chatserver/protocol.py` by `python manage.py protocol_docs`: do not edit by
+Generated from `chatserver/core/protocol.py` by `python manage.py protocol_docs`: do not edit by
 hand. `python manage.py protocol_docs --check` and `tests/chatserver/test_protocol_doc.py`
 fail when this file and the models disagree.
 

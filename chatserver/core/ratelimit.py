@@ -1,5 +1,5 @@
 """A token bucket per connection: cheap, in-process, no I/O. Limits per user, address or
-account go through chatserver/throttle.py, shared by every server."""
+account go through chatserver/core/throttle.py, shared by every server."""
 
 import time
 

@@ -1,4 +1,5 @@
-"""Errors of the pluggable login methods (kept here: chatserver/errors.py holds the shared ones)."""
+"""Errors of the pluggable login methods (kept here: chatserver/core/errors.py holds the
+shared ones)."""
 
 from chatserver.core.errors import AppError
 
