@@ -335,7 +335,7 @@ def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Sta
     """Add a contact of yours who verified `phone` to a group (admins): 201. Anyone else is
     invited (202), as is a number no one has verified yet."""
     result = chat_rooms.group_member_add(actor=request_session(request).user, room_id=room_id,
-                                       phone=payload.phone)
+                                         phone=payload.phone)
     if isinstance(result, PendingInvite):
         return Status(202, InviteOut.of(result))
     return Status(201, MemberOut.of(result))
@@ -344,7 +344,7 @@ def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Sta
 @router.delete("rooms/{int:room_id}/members/{int:user_id}", response={204: None, **ERRORS})
 def room_member_remove(request: HttpRequest, room_id: int, user_id: int) -> Status[None]:
     chat_rooms.group_member_remove(actor=request_session(request).user, room_id=room_id,
-                                 user_id=user_id)
+                                   user_id=user_id)
     return Status(204, None)
 
 
@@ -354,7 +354,7 @@ def room_member_role(request: HttpRequest, room_id: int, user_id: int, payload: 
                      ) -> MemberOut:
     """Promote or demote; role owner hands ownership on (owner only)."""
     membership = chat_rooms.group_role_set(actor=request_session(request).user, room_id=room_id,
-                                         user_id=user_id, role=payload.role)
+                                           user_id=user_id, role=payload.role)
     return MemberOut.of(membership)
 
 
@@ -397,7 +397,7 @@ def invitation_accept(request: HttpRequest, invitation_id: int) -> RoomOut:
 def invitation_decline(request: HttpRequest, invitation_id: int) -> Status[None]:
     """The one who invited is not told."""
     chat_invites.invitation_decline(user=request_session(request).user,
-                                invitation_id=invitation_id)
+                                    invitation_id=invitation_id)
     return Status(204, None)
 
 
@@ -424,5 +424,5 @@ def block_delete(request: HttpRequest, user_id: int) -> Status[None]:
 def report_create(request: HttpRequest, payload: ReportIn) -> Status[ReportOut]:
     """Report a message (staff keep a copy of its text) or a user."""
     report = moderation.report_create(reporter=request_session(request).user, reason=payload.reason,
-                                    message_id=payload.message_id, user_id=payload.user_id)
+                                      message_id=payload.message_id, user_id=payload.user_id)
     return Status(201, ReportOut(id=report.pk, created_at=report.created_at))

@@ -59,7 +59,7 @@ def direct_room(a: User, b: User) -> Room:
 def group(owner: User, *members: User, name: str = "Бүлэг") -> Room:
     """A group of `owner`; each invited member accepts, in order."""
     created = chat_rooms.group_create(creator=owner, name=name,
-                                    phones=[phone_of(m) for m in members])
+                                      phones=[phone_of(m) for m in members])
     for invite in created.pending:
         if invite.invitee is not None:
             chat_invites.invitation_accept(user=invite.invitee, invitation_id=invite.pk)
@@ -80,8 +80,8 @@ _counter = itertools.count(1)
 def send(user: User, room: Room | int, text: str = "Сайн уу", **kw: Any) -> RoomEvent:
     room_id = room if isinstance(room, int) else room.pk
     event = chat_messages.message_send(sender=user, room_id=room_id,
-                                  client_msg_id=kw.pop("client_msg_id", f"c{next(_counter)}"),
-                                  text=text, **kw)
+                                       client_msg_id=kw.pop("client_msg_id", f"c{next(_counter)}"),
+                                       text=text, **kw)
     assert event is not None
     return event
 

@@ -106,7 +106,7 @@ def test_service_refuses_unless_confirmed_and_stores_nothing_when_refused(chat_u
     with pytest.raises(PiiWarning):
         chat_messages.message_edit(user=a, room_id=room.pk, message_id=event.pk, text="E1234567")
     chat_messages.message_edit(user=a, room_id=room.pk, message_id=event.pk, text="E1234567",
-                          confirm_pii=True)
+                               confirm_pii=True)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -44,7 +44,7 @@ def test_bidi_and_zero_width_characters_cannot_disguise_a_message(chat_user) -> 
     # Edits are cleaned the same way.
     message = send(a, room, "анхны")
     edited = chat_messages.message_edit(user=a, room_id=room.pk, message_id=message.pk,
-                                   text="\u202eнууц")
+                                        text="\u202eнууц")
     assert edited is not None and edited.text == "нууц"
 
 

@@ -110,10 +110,10 @@ async def chat_scenario(sender_server: LiveServer, receiver_server: LiveServer,
 
     def while_offline() -> list[RoomEvent]:
         sent = [chat_messages.message_send(sender=pair["ana"], room_id=room_id,
-                                      client_msg_id=f"off-{i}", text=f"мессеж {i}")
+                                           client_msg_id=f"off-{i}", text=f"мессеж {i}")
                 for i in range(50)]
         chat_messages.message_edit(user=pair["ana"], room_id=room_id, message_id=sent[7].pk,  # type: ignore[union-attr]
-                              text="засварласан")
+                                   text="засварласан")
         chat_messages.message_delete(user=pair["ana"], room_id=room_id, message_id=sent[9].pk)  # type: ignore[union-attr]
         return sent  # type: ignore[return-value]
 
