@@ -34,7 +34,7 @@ from identity.models import (
     QrLogin,
     User,
 )
-from identity.selectors import session_is_expired, session_touch
+from identity.selectors import SESSION_TOUCH_EVERY, session_is_expired
 from identity.signals import account_closed, phone_released, phone_verified, sms_code_send
 
 log = logging.getLogger(__name__)
@@ -193,20 +193,38 @@ def session_create(
 def session_authenticate(*, token: str) -> DeviceSession:
     """The live session behind a bearer token, or Unauthenticated / SessionExpired /
     AccountInactive. Records its use, at most once per SESSION_TOUCH_EVERY."""
-    if not token:
-        raise Unauthenticated()
-    # [:1], not first(): the hash is unique, and an ORDER BY costs every socket connect.
-    session = next(iter(DeviceSession.objects.select_related("user").filter(
-        token_hash=token_hash(token), revoked_at__isnull=True)[:1]), None)
-    if session is None:
-        raise Unauthenticated()
-    if not session.user.is_active:
-        raise AccountInactive()
-    if session_is_expired(session):
-        session_revoke(session=session, reason="expired")
-        raise SessionExpired()
-    session_touch(session)
+    [session] = sessions_authenticate([token])
+    if isinstance(session, AppError):
+        raise session
     return session
+
+
+def sessions_authenticate(tokens: list[str]) -> list[DeviceSession | AppError]:
+    """session_authenticate for many tokens (sockets connecting at once) in one query, and
+    one more for the sessions whose use is due to be recorded."""
+    hashes = {token: token_hash(token) for token in tokens if token}
+    sessions = {s.token_hash: s for s in DeviceSession.objects.select_related("user").filter(
+        token_hash__in=set(hashes.values()), revoked_at__isnull=True)}
+    now = timezone.now()
+    answers: list[DeviceSession | AppError] = []
+    touched: list[DeviceSession] = []
+    for token in tokens:
+        session = sessions.get(hashes.get(token, ""))
+        if session is None:
+            answers.append(Unauthenticated())
+        elif not session.user.is_active:
+            answers.append(AccountInactive())
+        elif session_is_expired(session, now):
+            session_revoke(session=session, reason="expired")
+            answers.append(SessionExpired())
+        else:
+            if now - session.last_seen_at > SESSION_TOUCH_EVERY:
+                session.last_seen_at = now
+                touched.append(session)
+            answers.append(session)
+    if touched:
+        DeviceSession.objects.filter(pk__in={s.pk for s in touched}).update(last_seen_at=now)
+    return answers
 
 
 def session_revoke(*, session: DeviceSession, reason: str = "logout") -> None:

@@ -13,7 +13,6 @@ from django.http import HttpRequest
 from chatserver.core.client_address import client_address
 from chatserver.core.errors import OriginForbidden
 from identity.models import DeviceSession
-from identity.services import session_authenticate
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
@@ -39,8 +38,8 @@ def scope_origin(scope: dict[str, Any]) -> str | None:
     return _headers(scope).get("origin")
 
 
-def scope_authenticate(scope: dict[str, Any]) -> DeviceSession:
-    """The live session of a socket; raises Unauthenticated, AccountInactive, OriginForbidden."""
+def scope_token(scope: dict[str, Any]) -> str:
+    """The socket's session token ("" if none); OriginForbidden from a foreign page."""
     headers = _headers(scope)
     origin = headers.get("origin")
     if not origin_allowed(origin):
@@ -51,7 +50,7 @@ def scope_authenticate(scope: dict[str, Any]) -> DeviceSession:
         cookie.load(headers.get("cookie", ""))
         morsel = cookie.get(settings.SONOR_SESSION_COOKIE)
         token = morsel.value if morsel else ""
-    return session_authenticate(token=token)
+    return token
 
 
 def request_session(request: HttpRequest) -> DeviceSession:

@@ -15,7 +15,7 @@ from ninja.security import HttpBearer
 from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
 from chatserver.core.api_schemas import ErrorOut
-from chatserver.core.batch_writer import batch_writer
+from chatserver.core.batching import batcher
 from chatserver.core.errors import InvalidInput
 from chatserver.core.throttle import throttle_check
 from chatserver.http.api import error_response, install_error_handlers
@@ -24,7 +24,7 @@ from notify.agency_services import agency_scope_check, api_key_authenticate
 from notify.errors import PayloadTooLarge
 from notify.models import Agency, Broadcast, Notification
 
-notification_writer = batch_writer(services.agency_notifications_send_batch,
+notification_writer = batcher(services.agency_notifications_send_batch,
                                    what="agency notifications")
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 

@@ -35,6 +35,7 @@ from chatserver.chat.config import chat_setting
 from chatserver.chat.presence import chat_presence_apply
 from chatserver.chat.selectors import room_ids_by_user
 from chatserver.core import protocol
+from chatserver.core.batching import batcher
 from chatserver.core.errors import (
     AppError,
     FrameTooLarge,
@@ -56,7 +57,8 @@ from chatserver.core.realtime import LocalHub, local_hub, room_group, session_gr
 from chatserver.sockets.ws_handlers import HANDLERS
 from identity.models import DeviceSession
 from identity.selectors import session_end_reasons
-from identity.ws_auth import scope_authenticate, scope_client
+from identity.services import sessions_authenticate
+from identity.ws_auth import scope_client, scope_token
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +74,18 @@ _REVOKED = "revoked"
 _TOO_SLOW = "too_slow"
 
 
-def _socket_authenticate(scope: dict[str, Any]) -> tuple[DeviceSession, list[int]]:
-    """The socket's live session and the rooms it follows, in one trip to the database. What
-    changes before the socket has joined its groups (a revocation, a new room) is caught by
-    the SessionWatcher's look at fresh sockets, within SONOR_WS_FRESH_RECHECK."""
-    session = scope_authenticate(scope)
-    return session, room_ids_by_user(user_ids=[session.user_id])[session.user_id]
+def _sockets_authenticate(tokens: list[str]) -> list[tuple[DeviceSession, list[int]] | AppError]:
+    """Each connecting socket's live session and the rooms it follows: two queries for all
+    the sockets of a batch. What changes before a socket has joined its groups (a
+    revocation, a new room) is caught by the SessionWatcher's look at fresh sockets, within
+    SONOR_WS_FRESH_RECHECK."""
+    sessions = sessions_authenticate(tokens)
+    rooms = room_ids_by_user(user_ids=[s.user_id for s in sessions
+                                       if isinstance(s, DeviceSession)])
+    return [s if isinstance(s, AppError) else (s, rooms[s.user_id]) for s in sessions]
+
+
+_socket_authenticator = batcher(_sockets_authenticate, what="socket authentications")
 
 
 def _fresh_sockets_check(*, session_ids: list[int], user_ids: list[int]
@@ -127,7 +135,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         # Accept first: a close code only reaches the client on an open socket.
         await self.accept()
         try:
-            session, room_ids = await database_sync_to_async(_socket_authenticate)(self.scope)
+            session, room_ids = await _socket_authenticator().send(scope_token(self.scope))
         except OriginForbidden:
             SOCKETS_REFUSED.labels("origin").inc()
             await self.close(code=protocol.CLOSE_ORIGIN_FORBIDDEN)

@@ -15,6 +15,6 @@ thread hop per message capped a process at a few hundred messages a second.
 """
 
 from chatserver.chat.messages import messages_send_batch
-from chatserver.core.batch_writer import batch_writer
+from chatserver.core.batching import batcher
 
-message_writer = batch_writer(messages_send_batch, what="chat messages")
+message_writer = batcher(messages_send_batch, what="chat messages")

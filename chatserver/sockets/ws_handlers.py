@@ -38,8 +38,14 @@ def _session(conn: Connection) -> DeviceSession:
     return conn.session
 
 
+# Reads, in the thread pool: after a restart every phone says hello at once, and on the one
+# sync thread their queries would wait on each other.
+_welcome_build = database_sync_to_async(welcome_build, thread_sensitive=False)
+_room_history = database_sync_to_async(room_history, thread_sensitive=False)
+
+
 async def hello(conn: Connection, frame: protocol.Hello) -> list[BaseModel]:
-    return await database_sync_to_async(welcome_build)(
+    return await _welcome_build(
         session=_session(conn), request_id=frame.id, resume=frame.resume)
 
 
@@ -103,7 +109,7 @@ async def chat_typing(conn: Connection, frame: protocol.ChatTyping) -> list[Base
 
 async def chat_history(conn: Connection, frame: protocol.ChatHistoryRequest
                        ) -> list[BaseModel]:
-    page = await database_sync_to_async(room_history)(
+    page = await _room_history(
         user=_session(conn).user, room_id=frame.room, before_seq=frame.before_seq,
         after_seq=frame.after_seq, limit=frame.limit)
     return [protocol.ChatHistory(id=frame.id, room=frame.room, messages=page.events,

@@ -1,14 +1,14 @@
-"""A per-process, per-loop writer that stores what many requests ask for in batches.
+"""Per-process, per-loop batches of database work that many requests ask for at once.
 
     request A --\\
-    request B ----> BatchWriter queue --> store(batch) in a worker thread (one transaction)
-    request C --/                          --> each caller's outcome, after commit
+    request B ----> Batcher queue --> run(batch) in a worker thread (one transaction, or one
+    request C --/                     query for all) --> each caller's outcome
 
 While one batch is in the database the next one gathers: under light load a batch is one
 request and waits for nothing; under heavy load one commit and one thread hop serve hundreds.
-`store` returns one outcome per request, in order: a result, or the exception to raise to
-that caller alone. If `store` itself fails, none of the batch was stored and every caller
-gets the error.
+`run` returns one outcome per request, in order: a result, or the exception to raise to
+that caller alone. If `run` itself fails, nothing of the batch was stored and every caller
+gets the error. Used for chat sends, agency notifications and socket authentication.
 """
 
 import asyncio
@@ -26,20 +26,20 @@ Request = TypeVar("Request")
 Result = TypeVar("Result")
 
 
-class BatchWriter(Generic[Request, Result]):
+class Batcher(Generic[Request, Result]):
     def __init__(self, loop: asyncio.AbstractEventLoop,
-                 store: Callable[[list[Request]], Sequence[Result | Exception]],
+                 run: Callable[[list[Request]], Sequence[Result | Exception]],
                  *, what: str, max_batch: int = 500) -> None:
         self.loop = loop
         # Not the thread-sensitive executor: sync views and the batch would wait on each other.
-        self.store = database_sync_to_async(store, thread_sensitive=False)
+        self.run = database_sync_to_async(run, thread_sensitive=False)
         self.what = what
         self.max_batch = max_batch
         self.waiting: list[tuple[Request, asyncio.Future[Result | Exception]]] = []
         self.task: asyncio.Task[None] | None = None
 
     async def send(self, request: Request) -> Result:
-        """The stored result for this request (or its error raised), once committed."""
+        """This request's result (or its error, raised), once its batch is done."""
         future: asyncio.Future[Result | Exception] = self.loop.create_future()
         self.waiting.append((request, future))
         if self.task is None:
@@ -55,9 +55,9 @@ class BatchWriter(Generic[Request, Result]):
                 batch = self.waiting[:self.max_batch]
                 del self.waiting[:self.max_batch]
                 try:
-                    outcomes = await self.store([request for request, _ in batch])
-                except Exception as exc:  # the database failed the batch: none was stored
-                    log.exception("storing a batch of %s %s failed", len(batch), self.what)
+                    outcomes = await self.run([request for request, _ in batch])
+                except Exception as exc:  # the database failed the batch: nothing was stored
+                    log.exception("a batch of %s %s failed", len(batch), self.what)
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
@@ -69,7 +69,7 @@ class BatchWriter(Generic[Request, Result]):
             self.task = None
 
 
-def batch_writer(store: Callable[[list[Request]], Sequence[Result | Exception]], *, what: str
-                 ) -> Callable[[], BatchWriter[Request, Result]]:
-    """The running loop's writer for `store` (one per loop: a server runs one, tests many)."""
-    return LoopLocal(lambda loop: BatchWriter(loop, store, what=what)).get
+def batcher(run: Callable[[list[Request]], Sequence[Result | Exception]], *, what: str
+            ) -> Callable[[], Batcher[Request, Result]]:
+    """The running loop's Batcher for `run` (one per loop: a server runs one, tests many)."""
+    return LoopLocal(lambda loop: Batcher(loop, run, what=what)).get
