@@ -45,7 +45,8 @@ def main() -> None:
     from django.db import transaction
     from django.utils import timezone
 
-    from chatserver.services import group_create, invitation_accept
+    from chatserver.chat.invites import invitation_accept
+    from chatserver.chat.rooms import group_create
     from identity.services import _phone_bind, citizen_create, session_create
     from notify.agency_services import agency_create
 

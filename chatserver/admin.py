@@ -4,8 +4,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from chatserver.models import Report
-from chatserver.services import report_handle
+from chatserver.chat.models import Report
+from chatserver.chat.moderation import report_handle
 
 
 @admin.register(Report)

@@ -6,8 +6,8 @@ class ChatserverConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from chatserver.selectors import chat_export
-        from chatserver.services import invites_on_phone_verified
+        from chatserver.chat.invites import invites_on_phone_verified
+        from chatserver.chat.selectors import chat_export
         from identity.signals import phone_verified
         from notify.selectors import export_section_register
 

@@ -11,15 +11,15 @@ import django  # noqa: E402
 
 django.setup(set_prefix=False)  # before the consumers and the handler import models
 
-from chatserver.http_handler import HttpHandler  # noqa: E402
+from chatserver.core.http_handler import HttpHandler  # noqa: E402
 
 django_application = HttpHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from chatserver.embedded_worker import EmbeddedWorker  # noqa: E402
-from chatserver.routing import websocket_urlpatterns  # noqa: E402
+from chatserver.sockets.routing import websocket_urlpatterns  # noqa: E402
+from chatserver.worker.embedded import EmbeddedWorker  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_application,

@@ -70,7 +70,7 @@ SONOR_ALLOWED_ORIGINS = _env_list(
 )
 CSRF_TRUSTED_ORIGINS = SONOR_ALLOWED_ORIGINS
 # Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (IPs or CIDRs; default
-# none): chatserver/client_address.py decides every client address from the peer and these.
+# none): chatserver/core/client_address.py decides every client address from the peer and these.
 SONOR_TRUSTED_PROXIES = _env_list("SONOR_TRUSTED_PROXIES")
 for _proxy in SONOR_TRUSTED_PROXIES:
     try:
@@ -93,16 +93,16 @@ INSTALLED_APPS = [
     "chatserver",
 ]
 
-# Django's own middleware, with hooks that run on the event loop (chatserver/middleware.py).
+# Django's own middleware, with hooks that run on the event loop (chatserver/core/middleware.py).
 MIDDLEWARE = [
-    "chatserver.middleware.InlineUntrustedProxyHeadersMiddleware",
-    "chatserver.middleware.InlineSecurityMiddleware",
-    "chatserver.middleware.InlineSessionMiddleware",
-    "chatserver.middleware.InlineCommonMiddleware",
-    "chatserver.middleware.InlineCsrfViewMiddleware",
-    "chatserver.middleware.InlineAuthenticationMiddleware",
-    "chatserver.middleware.InlineMessageMiddleware",
-    "chatserver.middleware.InlineXFrameOptionsMiddleware",
+    "chatserver.core.middleware.InlineUntrustedProxyHeadersMiddleware",
+    "chatserver.core.middleware.InlineSecurityMiddleware",
+    "chatserver.core.middleware.InlineSessionMiddleware",
+    "chatserver.core.middleware.InlineCommonMiddleware",
+    "chatserver.core.middleware.InlineCsrfViewMiddleware",
+    "chatserver.core.middleware.InlineAuthenticationMiddleware",
+    "chatserver.core.middleware.InlineMessageMiddleware",
+    "chatserver.core.middleware.InlineXFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "chatserver.urls"
@@ -138,8 +138,8 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "sonor.sqlite3",
-            "TEST": {"NAME": DATA_DIR / "test-sonor.sqlite3"},
+            "NAME": str(DATA_DIR / "sonor.sqlite3"),
+            "TEST": {"NAME": str(DATA_DIR / "test-sonor.sqlite3")},
         }
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -158,7 +158,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "chatserver.layers.InMemoryLayer",
+            "BACKEND": "chatserver.core.layers.InMemoryLayer",
             # The process hub's channel carries every room and user event of the process.
             "CONFIG": {"channel_capacity": {"hub.*": 100_000}},
         }
@@ -266,7 +266,7 @@ SONOR_MAINTENANCE_NOTICE_WORKING_DAYS = int(
 SONOR_HOLIDAYS_ADD = _env_list("SONOR_HOLIDAYS_ADD")
 SONOR_HOLIDAYS_REMOVE = _env_list("SONOR_HOLIDAYS_REMOVE")
 
-# Chat limits: chatserver/chat_config.py says what each one means.
+# Chat limits: chatserver/chat/config.py says what each one means.
 SONOR_CHAT_MEMBER_LIMIT = _env_int("SONOR_CHAT_MEMBER_LIMIT", 10000)
 SONOR_CHAT_GROUP_INITIAL_MAX = _env_int("SONOR_CHAT_GROUP_INITIAL_MAX", 200)
 SONOR_CHAT_SEND_RATE = _env_int("SONOR_CHAT_SEND_RATE", 30)

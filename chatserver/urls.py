@@ -2,10 +2,11 @@ from django.contrib import admin
 from django.urls import path
 from django.views.i18n import set_language
 
-from chatserver.api import citizen_api
-from chatserver.metrics import metrics_view
-from chatserver.views import healthz, readyz
-from chatserver.web import (
+from chatserver.core.metrics import metrics_view
+from chatserver.http.agency_api import agency_api
+from chatserver.http.api import citizen_api
+from chatserver.http.health import healthz, readyz
+from chatserver.http.pages import (
     admin_login,
     demo_login,
     dev_outbox,
@@ -15,7 +16,6 @@ from chatserver.web import (
     static_file,
 )
 from identity.dan_views import dan_callback, dan_login
-from notify.agency_api import agency_api
 from notify.unsubscribe import email_unsubscribe
 from notify.views import email_verify_view
 

@@ -7,8 +7,8 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
 from pydantic import Field
 
-from chatserver.errors import OriginForbidden
-from chatserver.web import session_cookie_set
+from chatserver.core.errors import OriginForbidden
+from chatserver.core.web import session_cookie_set
 from identity import selectors, services
 from identity.ws_auth import origin_allowed, request_session
 

@@ -13,9 +13,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from chatserver.errors import AppError
-from chatserver.throttle import throttle_check
-from chatserver.web import _page, session_cookie_set
+from chatserver.core.errors import AppError
+from chatserver.core.throttle import throttle_check
+from chatserver.core.web import page, session_cookie_set
 from identity.login import dan
 from identity.services import phone_current
 
@@ -39,7 +39,7 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 def _error_page(request: HttpRequest, error: AppError) -> HttpResponse:
     message_mn = getattr(error, "message_mn", None) or _MESSAGES_MN.get(
         error.code, "ДАН-аар нэвтэрч чадсангүй.")
-    response = _page(request, "error.html", {
+    response = page(request, "error.html", {
         "error": error, "message_mn": message_mn,
         "heading_mn": "ДАН-аар нэвтэрч чадсангүй", "heading_en": "DAN login failed",
     }, status=error.status)

@@ -8,7 +8,7 @@ import phonenumbers
 from django.utils import timezone
 from phonenumbers import PhoneNumberType
 
-from chatserver.errors import InvalidPhoneNumber, InvalidRegisterNumber, PhoneNotMobile
+from chatserver.core.errors import InvalidPhoneNumber, InvalidRegisterNumber, PhoneNotMobile
 
 # The Mongolian Cyrillic alphabet: the Russian letters plus Ө and Ү (Ё included).
 _CYRILLIC = "АБВГДЕЁЖЗИЙКЛМНОӨПРСТУҮФХЦЧШЩЪЫЬЭЮЯ"

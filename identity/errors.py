@@ -1,6 +1,6 @@
-"""Errors of sessions and account confirmation (chatserver/errors.py holds the shared ones)."""
+"""Errors of sessions and account confirmation (chatserver/core/errors.py holds the shared ones)."""
 
-from chatserver.errors import AppError, Unauthenticated
+from chatserver.core.errors import AppError, Unauthenticated
 
 
 class SessionExpired(Unauthenticated):

@@ -4,6 +4,8 @@ A chat identity is the User (keyed by register number), never the phone number: 
 that changes hands moves to its new owner with none of the old owner's rooms or inbox.
 """
 
+from typing import ClassVar
+
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models import Q
@@ -46,7 +48,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     objects = UserManager()
 
     USERNAME_FIELD = "register_number"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     @property
     def is_active(self) -> bool:  # type: ignore[override]

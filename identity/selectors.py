@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from chatserver.errors import NotFound
+from chatserver.core.errors import NotFound
 from identity.models import AccessLogEntry, DeviceSession, User
 
 # Last use is written at most this often: not a write on every request or frame.

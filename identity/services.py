@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
-from chatserver.errors import (
+from chatserver.core.errors import (
     AccountInactive,
     AppError,
     CodeAttemptsExceeded,
@@ -23,7 +23,7 @@ from chatserver.errors import (
     RateLimited,
     Unauthenticated,
 )
-from chatserver.realtime import revoke_on_commit, session_group, user_group
+from chatserver.core.realtime import revoke_on_commit, session_group, user_group
 from identity.domain import mobile_parse, register_parse
 from identity.errors import ConfirmationRequired, NoVerifiedPhone, SessionExpired, SmsFailed
 from identity.models import (
@@ -35,7 +35,7 @@ from identity.models import (
     User,
 )
 from identity.selectors import SESSION_TOUCH_EVERY, session_is_expired
-from identity.signals import account_closed, phone_released, phone_verified
+from identity.signals import account_closed, phone_released, phone_verified, sms_code_send
 
 log = logging.getLogger(__name__)
 SMS_FAILED_RETRY_SECONDS = 60  # the hint when the operator gave none
@@ -72,9 +72,7 @@ def _code_send(*, user: User, e164: str, purpose: str, text: str) -> PhoneVerifi
         user=user, e164=e164, purpose=purpose, code_hash=token_hash(f"{e164}:{code}"),
         expires_at=now + timedelta(seconds=settings.SONOR_PHONE_CODE_TTL),
     )
-    from notify.services import sms_send_now  # notify builds on identity
-
-    result = sms_send_now(to=e164, text=text.format(code=code))
+    result = sms_code_send(to=e164, text=text.format(code=code))
     if result.status != "sent":
         # Never answered as sent: the code cannot be used (an older one still can), and it
         # still counts against the hourly limit, which also bounds calls to the operator.
@@ -145,9 +143,9 @@ def _phone_bind(*, user: User, e164: str, now: datetime) -> PhoneNumber:
         current.released_at = now
         current.release_reason = "reassigned"
         current.save(update_fields=["released_at", "release_reason"])
+        # Receivers cancel what waits for the number and tell the old owner.
         phone_released.send(sender=PhoneNumber, user=current.user, e164=e164,
                             reason="number_changed_hands")
-        _notify_number_lost(user=current.user, e164=e164)
         # The number's new owner may hold the old owner's SIM: the old devices log out.
         DeviceSession.objects.filter(user=current.user, revoked_at__isnull=True).update(
             revoked_at=now, revoke_reason="number_lost")
@@ -167,16 +165,6 @@ def _phone_bind(*, user: User, e164: str, now: datetime) -> PhoneNumber:
         raise CodeInvalid("The number was just verified by someone else; try again.") from exc
     phone_verified.send(sender=PhoneNumber, user=user, e164=e164)
     return phone
-
-
-def _notify_number_lost(*, user: User, e164: str) -> None:
-    from notify.services import notification_create
-
-    notification_create(
-        user=user, category="security",
-        title="Утасны дугаар өөр хүнд шилжлээ",
-        body=f"{e164} дугаарыг өөр иргэн баталгаажуулсан тул таны бүртгэлээс хасагдлаа.",
-    )
 
 
 def phone_current(*, user: User) -> str | None:
@@ -345,7 +333,7 @@ PURGE_CHUNK = 1000  # rows per DELETE: short transactions, short locks
 def _purge(rows: QuerySet[Model]) -> int:
     deleted = 0
     while ids := list(rows.values_list("pk", flat=True)[:PURGE_CHUNK]):
-        deleted += rows.model.objects.filter(pk__in=ids).delete()[1].get(
+        deleted += rows.model._default_manager.filter(pk__in=ids).delete()[1].get(
             rows.model._meta.label, 0)
     return deleted
 

@@ -10,8 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from chatserver.client_address import client_address
-from chatserver.errors import OriginForbidden
+from chatserver.core.client_address import client_address
+from chatserver.core.errors import OriginForbidden
 from identity.models import DeviceSession
 
 
@@ -29,7 +29,7 @@ def origin_allowed(origin: str | None) -> bool:
 
 
 def scope_client(scope: dict[str, Any]) -> tuple[str | None, str]:
-    """The client's IP (chatserver.client_address decides it) and User-Agent, for session
+    """The client's IP (chatserver.core.client_address decides it) and User-Agent, for session
     records and QR approval screens."""
     return client_address(scope), _headers(scope).get("user-agent", "")[:200]
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chatserver.errors import AppError, InvalidInput, Unauthenticated
+from chatserver.core.errors import AppError, InvalidInput, Unauthenticated
 from identity.services import token_hash
 from notify.models import AGENCY_CATEGORIES, Agency, AgencyApiKey, agency_default_categories
 

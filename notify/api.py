@@ -10,7 +10,7 @@ from django.utils import timezone
 from ninja import Query, Router, Schema
 from pydantic import Field, model_validator
 
-from chatserver.api_schemas import ErrorOut
+from chatserver.core.api_schemas import ErrorOut
 from identity.ws_auth import request_session
 from notify import selectors, services
 from notify.models import Notification

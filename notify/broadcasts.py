@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from chatserver.errors import InvalidInput, InvalidRegisterNumber
+from chatserver.core.errors import InvalidInput, InvalidRegisterNumber
 from identity.domain import register_parse
 from identity.models import User
 from notify.errors import BroadcastNotCancellable, IdempotencyKeyReused, MaintenanceNoticeTooShort

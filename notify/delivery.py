@@ -229,7 +229,8 @@ def _finish(delivery: Delivery, worker_id: str, status: str, **fields: object) -
 def _outbound(delivery: Delivery) -> OutboundMessage:
     notification = delivery.notification
     user_id = notification.user_id if notification else delivery.user_id
-    notify_settings = NotifySettings.objects.filter(user_id=user_id).first()
+    notify_settings = (NotifySettings.objects.filter(user_id=user_id).first()
+                       if user_id is not None else None)
     private = bool(notify_settings and notify_settings.private_previews)
     remaining = int((delivery.expires_at - timezone.now()).total_seconds())
     if notification is None:  # a chat push (or the clearing of one)
@@ -308,6 +309,7 @@ def _sms_budget_reserve(delivery: Delivery) -> tuple[SmsBudgetDay, int] | None |
         agency=agency, day=midnight.date(), defaults={"parts": Delivery.objects.filter(
             channel="sms", notification__agency=agency, sent_at__gte=midnight,
         ).aggregate(parts=Sum("parts"))["parts"] or 0})
+    assert delivery.notification is not None  # it has an agency, so a notification
     needed = sms_encode_parts(delivery.notification.body).count
     taken = SmsBudgetDay.objects.filter(
         pk=day.pk, parts__lte=agency.sms_daily_budget_parts - needed,

@@ -1,6 +1,6 @@
-"""Errors of the inbox and the agency API, with stable codes (see chatserver.errors)."""
+"""Errors of the inbox and the agency API, with stable codes (see chatserver.core.errors)."""
 
-from chatserver.errors import AppError
+from chatserver.core.errors import AppError
 
 
 class CitizenNotFound(AppError):

@@ -300,7 +300,7 @@ class Delivery(models.Model):
 
 class ChatPushCursor(models.Model):
     """How far the chat push job has read the rooms' message events (one row), and the ids
-    below that it passed over because they were not committed yet (notify.chat_push)."""
+    below that it passed over because they were not committed yet (chatserver.chat.push)."""
 
     last_event_id = models.BigIntegerField(default=0)
     # {event id: when it was first passed over (Unix seconds)}

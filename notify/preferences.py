@@ -5,6 +5,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import time, timedelta
+from typing import Literal
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -13,8 +14,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from chatserver.errors import InvalidInput, NotFound
-from chatserver.throttle import throttle_check
+from chatserver.core.errors import InvalidInput, NotFound
+from chatserver.core.throttle import throttle_check
 from identity.models import DeviceSession, User
 from identity.services import token_hash
 from notify.models import (
@@ -96,7 +97,8 @@ def preference_set(*, user: User, category: str, channel: str, enabled: bool,
 @transaction.atomic
 def preferences_update(
     *, user: User, channels: dict[str, dict[str, bool]] | None = None,
-    quiet_hours: tuple[time, time] | None | bool = False, private_previews: bool | None = None,
+    quiet_hours: tuple[time, time] | None | Literal[False] = False,
+    private_previews: bool | None = None,
     language: str | None = None, muted_agencies: list[int] | None = None,
 ) -> None:
     """Apply a partial update; `quiet_hours=None` clears them, False leaves them."""

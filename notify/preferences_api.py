@@ -1,6 +1,7 @@
 """Citizen API: delivery preferences and push devices."""
 
 from datetime import time
+from typing import Literal
 
 from django.http import HttpRequest
 from ninja import Router, Schema
@@ -69,7 +70,7 @@ def preferences_read(request: HttpRequest) -> PreferencesOut:
 def preferences_write(request: HttpRequest, payload: PreferencesIn) -> PreferencesOut:
     user = request_session(request).user
     sent = payload.model_dump(exclude_unset=True)
-    quiet: tuple[time, time] | None | bool = False
+    quiet: tuple[time, time] | None | Literal[False] = False
     if "quiet_hours" in sent:
         quiet = (payload.quiet_hours.start, payload.quiet_hours.end) \
             if payload.quiet_hours else None

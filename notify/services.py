@@ -1,7 +1,7 @@
 """Inbox writes, agency notifications and direct sends.
 
 Every notification is committed before it is published: frames go out on commit
-(chatserver.realtime.publish_on_commit), so a rolled-back write is never seen live.
+(chatserver.core.realtime.publish_on_commit), so a rolled-back write is never seen live.
 
     agency POST --> agency_notification_send --> notification_create --> InboxState lock, seq
                                                         |                 INSERT, on commit:
@@ -24,10 +24,10 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 from pydantic import BaseModel
 
-from chatserver import protocol
-from chatserver.errors import AppError, InvalidInput, InvalidRegisterNumber, Unauthenticated
-from chatserver.realtime import publish_many_on_commit, publish_on_commit, user_group
-from chatserver.throttle import throttle_check_many
+from chatserver.core import protocol
+from chatserver.core.errors import AppError, InvalidInput, InvalidRegisterNumber, Unauthenticated
+from chatserver.core.realtime import publish_many_on_commit, publish_on_commit, user_group
+from chatserver.core.throttle import throttle_check_many
 from identity.domain import register_parse
 from identity.models import User
 from identity.services import access_log_record
@@ -329,12 +329,12 @@ def agency_notifications_send_batch(requests: list[AgencySend]) -> list[AgencySe
         except IntegrityError:
             if len(requests) == 1:  # a duplicate committed meanwhile: read the winner
                 i, r, digest = pending[0]
-                existing = Notification.objects.filter(
+                winner = Notification.objects.filter(
                     agency=r.agency, idempotency_key=r.idempotency_key).first()
-                if not r.idempotency_key or existing is None:
+                if not r.idempotency_key or winner is None:
                     raise
-                return [(existing, True) if existing.request_digest == digest
-                        else IdempotencyKeyReused(notification_id=existing.pk)]
+                return [(winner, True) if winner.request_digest == digest
+                        else IdempotencyKeyReused(notification_id=winner.pk)]
             # Lost a race on an idempotency key: each unanswered request again, alone.
             return [o if o is not None else agency_notifications_send_batch([r])[0]
                     for r, o in zip(requests, outcomes, strict=True)]

@@ -2,7 +2,7 @@
 
 from django.http import HttpRequest, HttpResponse
 
-from chatserver.errors import NotFound
+from chatserver.core.errors import NotFound
 from notify.preferences import email_verify
 
 

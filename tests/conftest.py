@@ -18,7 +18,7 @@ from django.test import Client
 from django.utils import timezone
 from pydantic import BaseModel, Field, TypeAdapter
 
-from chatserver import protocol
+from chatserver.core import protocol
 from identity.models import User
 from identity.services import _phone_bind, citizen_create, session_create
 from notify.models import DevOutboxMessage
@@ -161,13 +161,13 @@ def sms_code(sent_sms: Callable[[str], list[str]]) -> Callable[[str], str]:
 
 # ---- sockets -------------------------------------------------------------------------------
 
-_server_frame: TypeAdapter[Any] = TypeAdapter(
-    Annotated[protocol.ServerFrame, Field(discriminator="type")])
+ServerFrameTagged = Annotated[protocol.ServerFrame, Field(discriminator="type")]
+_server_frame: TypeAdapter[Any] = TypeAdapter(ServerFrameTagged)
 
 
 class DeviceSocket(WebsocketCommunicator):
     """A /ws/v1 test client whose every received frame is validated against its model in
-    chatserver.protocol (like zulip's verify_action)."""
+    chatserver.core.protocol (like zulip's verify_action)."""
 
     async def receive_frame(self, timeout: float = 3) -> BaseModel:
         data = await self.receive_json_from(timeout=timeout)

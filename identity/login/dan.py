@@ -31,11 +31,12 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from chatserver.errors import AccountInactive, AppError, InvalidRegisterNumber
+from chatserver.core.errors import AccountInactive, AppError, InvalidRegisterNumber
 from identity.domain import register_parse
 from identity.login.errors import LoginMethodUnavailable
 from identity.models import DeviceSession, User
 from identity.services import access_log_record, citizen_create, session_create, token_hash
+from identity.signals import login_new
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class DanAccountRefused(AccountInactive):
     message_mn = "Энэ бүртгэл түдгэлзсэн эсвэл хаагдсан байна."
 
 
-_REFUSALS = {
+_REFUSALS: dict[str, tuple[str, str]] = {
     User.Status.SUSPENDED: ("This account is suspended by the portal.",
                             "Таны бүртгэлийг портал түр түдгэлзүүлсэн байна."),
     User.Status.CLOSED: ("This account was closed by its owner.",
@@ -296,6 +297,8 @@ def dan_login_complete(*, citizen: DanCitizen, ip: str | None, device: str) -> D
         access_log_record(subject=user, actor_kind="system", actor_name="ДАН (DAN)",
                           action="logged in through DAN: name and register number from the "
                                  "state registry's ID card record")
+        if not created:  # a citizen who signs up has nothing to be warned about yet
+            login_new.send(sender=DeviceSession, user=user, session=session, method=METHOD)
     log.info("dan login: user %s (%s), session %s", user.pk, "new" if created else "existing",
              session.pk)
     return DanLogin(session=session, token=token, user=user, created=created)

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chatserver.errors import AccountInactive, DemoOnly, Unauthenticated
+from chatserver.core.errors import AccountInactive, DemoOnly, Unauthenticated
 from identity.models import DemoLoginLink, User
 from identity.services import token_hash
 

@@ -1,6 +1,7 @@
-"""Errors of the pluggable login methods (kept here: chatserver/errors.py holds the shared ones)."""
+"""Errors of the pluggable login methods (kept here: chatserver/core/errors.py holds the
+shared ones)."""
 
-from chatserver.errors import AppError
+from chatserver.core.errors import AppError
 
 
 class LoginMethodUnavailable(AppError):

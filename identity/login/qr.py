@@ -27,11 +27,12 @@ from django.db import transaction
 from django.utils import timezone
 from pydantic import BaseModel
 
-from chatserver import protocol
-from chatserver.errors import QrAlreadyUsed, QrDenied, QrExpired, QrNotFound, QrNotScanned
-from chatserver.realtime import send_to_channel
+from chatserver.core import protocol
+from chatserver.core.errors import QrAlreadyUsed, QrDenied, QrExpired, QrNotFound, QrNotScanned
+from chatserver.core.realtime import send_to_channel
 from identity.models import DeviceSession, QrLogin
 from identity.services import session_create, token_hash
+from identity.signals import login_new
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,6 @@ def qr_approve(*, session: DeviceSession, token: str) -> DeviceSession:
     Only the device that looked the code up may approve it, once. The new session's token is
     delivered only to the waiting socket, and the user gets a security notification.
     """
-    from notify.services import notification_create  # notify builds on identity
-
     now = timezone.now()
     user = session.user
     with transaction.atomic():
@@ -181,14 +180,7 @@ def qr_approve(*, session: DeviceSession, token: str) -> DeviceSession:
         login.decided_at = now
         login.created_session = new_session
         login.save(update_fields=["status", "decided_at", "created_session"])
-        device = login.requester_device[:120] or "үл мэдэгдэх төхөөрөмж"
-        ip = login.requester_ip or "IP хаяг тодорхойгүй"
-        notification_create(
-            user=user, category="security",
-            title="Шинэ нэвтрэлт",
-            body=(f"QR кодоор таны бүртгэлд нэвтэрлээ: {device}, {ip}. "
-                  "Та биш бол Сессүүд хэсгээс энэ нэвтрэлтийг даруй хаана уу."),
-        )
+        login_new.send(sender=DeviceSession, user=user, session=new_session, method="qr")
         _send_to_socket(login, protocol.LoginApproved(token=new_token, user_name=user.name),
                         close=True)
     log.info("qr login %s approved by session %s: new session %s", login.pk, session.pk,

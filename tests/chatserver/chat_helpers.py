@@ -10,8 +10,11 @@ from django.core.cache import cache
 from django.db import close_old_connections, connection
 from pydantic import BaseModel
 
-from chatserver import protocol, services
-from chatserver.models import PendingInvite, Room, RoomEvent
+from chatserver.chat import invites as chat_invites
+from chatserver.chat import messages as chat_messages
+from chatserver.chat import rooms as chat_rooms
+from chatserver.chat.models import PendingInvite, Room, RoomEvent
+from chatserver.core import protocol
 from identity.models import User
 
 _numbers = itertools.count(1)
@@ -46,29 +49,29 @@ def phone_of(user: User) -> str:
 
 def direct_room(a: User, b: User) -> Room:
     """The direct room of a and b: a asks by b's number, b accepts (if they had not)."""
-    answer = services.room_direct_get_or_create(user=a, phone=phone_of(b))
+    answer = chat_rooms.room_direct_get_or_create(user=a, phone=phone_of(b))
     if isinstance(answer, PendingInvite):
-        answer = services.invitation_accept(user=b, invitation_id=answer.pk)
+        answer = chat_invites.invitation_accept(user=b, invitation_id=answer.pk)
     assert isinstance(answer, Room)
     return answer
 
 
 def group(owner: User, *members: User, name: str = "Бүлэг") -> Room:
     """A group of `owner`; each invited member accepts, in order."""
-    created = services.group_create(creator=owner, name=name,
-                                    phones=[phone_of(m) for m in members])
+    created = chat_rooms.group_create(creator=owner, name=name,
+                                      phones=[phone_of(m) for m in members])
     for invite in created.pending:
         if invite.invitee is not None:
-            services.invitation_accept(user=invite.invitee, invitation_id=invite.pk)
+            chat_invites.invitation_accept(user=invite.invitee, invitation_id=invite.pk)
     created.room.refresh_from_db()
     return created.room
 
 
 def member_add(actor: User, room: Room, user: User) -> None:
     """`actor` adds `user` to the group by number; an invited `user` accepts."""
-    answer = services.group_member_add(actor=actor, room_id=room.pk, phone=phone_of(user))
+    answer = chat_rooms.group_member_add(actor=actor, room_id=room.pk, phone=phone_of(user))
     if isinstance(answer, PendingInvite):
-        services.invitation_accept(user=user, invitation_id=answer.pk)
+        chat_invites.invitation_accept(user=user, invitation_id=answer.pk)
 
 
 _counter = itertools.count(1)
@@ -76,9 +79,9 @@ _counter = itertools.count(1)
 
 def send(user: User, room: Room | int, text: str = "Сайн уу", **kw: Any) -> RoomEvent:
     room_id = room if isinstance(room, int) else room.pk
-    event = services.message_send(sender=user, room_id=room_id,
-                                  client_msg_id=kw.pop("client_msg_id", f"c{next(_counter)}"),
-                                  text=text, **kw)
+    event = chat_messages.message_send(sender=user, room_id=room_id,
+                                       client_msg_id=kw.pop("client_msg_id", f"c{next(_counter)}"),
+                                       text=text, **kw)
     assert event is not None
     return event
 

@@ -7,17 +7,21 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chatserver import protocol, services
-from chatserver.chat_errors import (
+from chatserver.chat import invites as chat_invites
+from chatserver.chat import messages as chat_messages
+from chatserver.chat import moderation as chat_moderation
+from chatserver.chat import rooms as chat_rooms
+from chatserver.chat.errors import (
     DirectRoomsLimit,
     InviteNotFound,
     MessageNotFound,
     ReportInvalid,
     UserBlocked,
 )
-from chatserver.errors import RateLimited
-from chatserver.models import PendingInvite, Report, Room, RoomEvent
-from chatserver.selectors import invitation_list
+from chatserver.chat.models import PendingInvite, Report, Room, RoomEvent
+from chatserver.chat.selectors import invitation_list
+from chatserver.core import protocol
+from chatserver.core.errors import RateLimited
 from identity.models import User
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import (
@@ -58,7 +62,7 @@ async def test_send_rate_is_limited_per_user_with_retry_after(ws_connect, make_t
     refused = error_of(await socket.request({"type": "chat.send", "id": "s3", "room": room.pk,
                                              "client_msg_id": "m3", "text": "hi"}),
                        "rate_limited")
-    assert refused.id == "s3" and 0 < refused.extra["retry_after"] <= 60
+    assert refused.id == "s3" and 0 < refused.extra["retry_after"] <= 60  # type: ignore[operator]
     # A resend of a stored message is still answered: it costs nothing.
     again = await socket.request({"type": "chat.send", "id": "s4", "room": room.pk,
                                   "client_msg_id": "m0", "text": "hi"})
@@ -92,12 +96,12 @@ def test_new_accounts_start_only_a_few_direct_conversations_a_day(chat_user,
     newcomer = chat_user()
     first, second, third = chat_user(), chat_user(), chat_user()
     direct_room(newcomer, first)
-    services.room_direct_get_or_create(user=newcomer, phone=new_phone())  # a held invite counts
+    chat_rooms.room_direct_get_or_create(user=newcomer, phone=new_phone())  # a held invite counts
     with pytest.raises(DirectRoomsLimit) as refused:
         direct_room(newcomer, second)
     assert 0 < refused.value.extra["retry_after"] <= 86400
     with pytest.raises(DirectRoomsLimit):
-        services.room_direct_get_or_create(user=newcomer, phone=new_phone())
+        chat_rooms.room_direct_get_or_create(user=newcomer, phone=new_phone())
     # Existing rooms are still returned, and others may still start rooms with the newcomer.
     assert direct_room(newcomer, first).pk == direct_room(first, newcomer).pk
     direct_room(third, newcomer)
@@ -112,7 +116,7 @@ def test_new_accounts_add_only_a_few_group_members_a_day(chat_user, settings) ->
     people = [chat_user() for _ in range(3)]
     room = group(newcomer, people[0], people[1])
     with pytest.raises(RateLimited):
-        services.group_member_add(actor=newcomer, room_id=room.pk, phone=phone_of(people[2]))
+        chat_rooms.group_member_add(actor=newcomer, room_id=room.pk, phone=phone_of(people[2]))
     veteran = age(chat_user(), 30)
     group(veteran, *people)
 
@@ -125,7 +129,7 @@ async def test_blocked_user_messages_are_held_and_they_are_not_told(ws_connect, 
     blocker = await database_sync_to_async(chat_user)()
     pest = await database_sync_to_async(chat_user)()
     room = await database_sync_to_async(direct_room)(pest, blocker)
-    await database_sync_to_async(services.user_block)(blocker=blocker, user_id=pest.pk)
+    await database_sync_to_async(chat_moderation.user_block)(blocker=blocker, user_id=pest.pk)
     pest_socket = await ws_connect(await database_sync_to_async(make_token)(pest), ready=True)
     blocker_socket = await ws_connect(await database_sync_to_async(make_token)(blocker),
                                       ready=True)
@@ -142,7 +146,7 @@ async def test_blocked_user_messages_are_held_and_they_are_not_told(ws_connect, 
     # The blocker is told, and must unblock to write.
     error_of(await blocker_socket.request({"type": "chat.send", "id": "b", "room": room.pk,
                                            "client_msg_id": "b", "text": "x"}), "user_blocked")
-    await database_sync_to_async(services.user_unblock)(blocker=blocker, user_id=pest.pk)
+    await database_sync_to_async(chat_moderation.user_unblock)(blocker=blocker, user_id=pest.pk)
     reply = await pest_socket.request({"type": "chat.send", "id": "s2", "room": room.pk,
                                        "client_msg_id": "m2", "text": "now?"})
     frames = [reply, *await drain(pest_socket)]
@@ -152,24 +156,24 @@ async def test_blocked_user_messages_are_held_and_they_are_not_told(ws_connect, 
 
 def test_a_blocked_user_gets_no_new_direct_room_but_a_silent_held_invite(chat_user) -> None:
     blocker, pest = chat_user(), chat_user()
-    first = services.room_direct_get_or_create(user=pest, phone=phone_of(blocker))
+    first = chat_rooms.room_direct_get_or_create(user=pest, phone=phone_of(blocker))
     assert [i.pk for i in invitation_list(user=blocker)] == [first.pk]
-    services.user_block(blocker=blocker, user_id=pest.pk)  # from the request itself
+    chat_moderation.user_block(blocker=blocker, user_id=pest.pk)  # from the request itself
     assert invitation_list(user=blocker) == []
-    answer = services.room_direct_get_or_create(user=pest, phone=phone_of(blocker))
+    answer = chat_rooms.room_direct_get_or_create(user=pest, phone=phone_of(blocker))
     assert isinstance(answer, PendingInvite)  # what an unverified number would give
     assert not Room.objects.filter(kind="direct").exists()
     with pytest.raises(UserBlocked):
-        services.room_direct_get_or_create(user=blocker, phone=phone_of(pest))
+        chat_rooms.room_direct_get_or_create(user=blocker, phone=phone_of(pest))
     with pytest.raises(InviteNotFound):
-        services.invitation_accept(user=blocker, invitation_id=first.pk)
+        chat_invites.invitation_accept(user=blocker, invitation_id=first.pk)
     # Nor can they pull the blocker into a group, or tell them of it.
-    held = services.group_create(creator=pest, name="x", phones=[phone_of(blocker)])
+    held = chat_rooms.group_create(creator=pest, name="x", phones=[phone_of(blocker)])
     assert [i.e164 for i in held.pending] == [phone_of(blocker)]
     assert held.room.member_count == 1
     assert invitation_list(user=blocker) == []
     # Unblocking shows what was held, for the blocker to answer.
-    services.user_unblock(blocker=blocker, user_id=pest.pk)
+    chat_moderation.user_unblock(blocker=blocker, user_id=pest.pk)
     assert {i.kind for i in invitation_list(user=blocker)} == {"direct", "group"}
     assert not Room.objects.filter(kind="direct").exists()
 
@@ -177,7 +181,7 @@ def test_a_blocked_user_gets_no_new_direct_room_but_a_silent_held_invite(chat_us
 def test_blocks_do_not_silence_groups(chat_user) -> None:
     blocker, pest, other = chat_user(), chat_user(), chat_user()
     room = group(other, blocker, pest)
-    services.user_block(blocker=blocker, user_id=pest.pk)
+    chat_moderation.user_block(blocker=blocker, user_id=pest.pk)
     # Server-side, a group message reaches everyone; clients hide blocked users' messages.
     assert send(pest, room).seq == 5
 
@@ -188,15 +192,16 @@ def test_report_keeps_a_copy_of_the_text_after_deletion(chat_user) -> None:
     victim, abuser = chat_user(), chat_user()
     room = direct_room(abuser, victim)
     message = send(abuser, room, "заналхийлэл")
-    report = services.report_create(reporter=victim, message_id=message.pk, reason="заналхийлсэн")
-    services.message_delete(user=abuser, room_id=room.pk, message_id=message.pk)
+    report = chat_moderation.report_create(reporter=victim, message_id=message.pk,
+                                           reason="заналхийлсэн")
+    chat_messages.message_delete(user=abuser, room_id=room.pk, message_id=message.pk)
     report.refresh_from_db()
     assert (report.text, report.reported_user_id, report.room_id, report.handled_at) == (
         "заналхийлэл", abuser.pk, room.pk, None)
     message.refresh_from_db()
     assert message.text == ""
     staff = chat_user()
-    services.report_handle(report=report, staff=staff, resolution="warned")
+    chat_moderation.report_handle(report=report, staff=staff, resolution="warned")
     assert Report.objects.filter(handled_at__isnull=True).count() == 0
 
 
@@ -205,13 +210,13 @@ def test_report_rules(chat_user, settings) -> None:
     room = direct_room(a, b)
     message = send(a, room)
     with pytest.raises(MessageNotFound):  # only messages one can see
-        services.report_create(reporter=outsider, message_id=message.pk, reason="x")
+        chat_moderation.report_create(reporter=outsider, message_id=message.pk, reason="x")
     with pytest.raises(ReportInvalid):
-        services.report_create(reporter=a, message_id=message.pk, reason="x")
+        chat_moderation.report_create(reporter=a, message_id=message.pk, reason="x")
     with pytest.raises(ReportInvalid):
-        services.report_create(reporter=b, message_id=message.pk, reason="  ")
+        chat_moderation.report_create(reporter=b, message_id=message.pk, reason="  ")
     settings.SONOR_CHAT_REPORTS_PER_HOUR = 2
-    services.report_create(reporter=b, user_id=a.pk, reason="робот")
-    services.report_create(reporter=b, message_id=message.pk, reason="спам")
+    chat_moderation.report_create(reporter=b, user_id=a.pk, reason="робот")
+    chat_moderation.report_create(reporter=b, message_id=message.pk, reason="спам")
     with pytest.raises(RateLimited):
-        services.report_create(reporter=b, user_id=a.pk, reason="дахиад")
+        chat_moderation.report_create(reporter=b, user_id=a.pk, reason="дахиад")

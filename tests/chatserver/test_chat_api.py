@@ -4,8 +4,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chatserver import protocol, services
-from chatserver.models import Block, Report, Room, RoomEvent
+from chatserver.chat import messages as chat_messages
+from chatserver.chat.models import Block, Report, Room, RoomEvent
+from chatserver.core import protocol
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import direct_room, group, new_phone, phone_of, send
 
@@ -254,7 +255,7 @@ def test_data_export_has_the_users_chat(chat_user, client_for) -> None:
     room = direct_room(b, a)
     send(a, room, "миний мессеж")
     gone = send(a, room, "устгасан")
-    services.message_delete(user=a, room_id=room.pk, message_id=gone.pk)
+    chat_messages.message_delete(user=a, room_id=room.pk, message_id=gone.pk)
     send(b, room, "түүний мессеж")
     response = client_for(a).get("/api/v1/export")
     assert response.status_code == 200, response.content

@@ -8,7 +8,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chatserver import protocol
+from chatserver.core import protocol
 from identity.models import User
 from notify.models import Notification
 from notify.services import notification_create

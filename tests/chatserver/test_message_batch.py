@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import protocol, services
-from chatserver.chat_errors import NotMember, PiiWarning
-from chatserver.models import RoomEvent
-from chatserver.services import SendRequest, messages_send_batch
+from chatserver.chat import moderation as chat_moderation
+from chatserver.chat.errors import NotMember, PiiWarning
+from chatserver.chat.messages import SendOutcome, SendRequest, messages_send_batch
+from chatserver.chat.models import RoomEvent
+from chatserver.core import protocol
 from tests.chatserver.chat_helpers import (
     agroup,
     chat_user,
@@ -62,7 +63,7 @@ def test_a_batch_answers_each_request_as_message_send_would(chat_user) -> None:
 def test_a_held_message_in_a_batch_is_not_stored_and_the_rest_are(chat_user) -> None:
     blocker, pest, friend = chat_user(), chat_user(), chat_user()
     held_room, open_room = direct_room(pest, blocker), direct_room(pest, friend)
-    services.user_block(blocker=blocker, user_id=pest.pk)
+    chat_moderation.user_block(blocker=blocker, user_id=pest.pk)
     before = seqs(held_room)
 
     held, sent = messages_send_batch([
@@ -121,7 +122,7 @@ def test_concurrent_batches_over_the_same_rooms_store_everything_gap_free(
     heads = [seqs(room)[-1] for room in rooms]
     barrier = threading.Barrier(4)
 
-    def batch(n: int) -> list[object]:
+    def batch(n: int) -> list[SendOutcome]:
         order = rooms if n % 2 else rooms[::-1]
         requests = [SendRequest(sender=users[n], room_id=room.pk, client_msg_id=f"{n}-{i}",
                                 text=f"{n}/{i}")

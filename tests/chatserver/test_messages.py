@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import protocol, services
-from chatserver.chat_errors import (
+from chatserver.chat import messages as chat_messages
+from chatserver.chat.errors import (
     MessageDeleted,
     MessageNotFound,
     NotMember,
@@ -19,8 +19,9 @@ from chatserver.chat_errors import (
     TextEmpty,
     TextTooLong,
 )
-from chatserver.models import RoomEvent
-from chatserver.selectors import room_history
+from chatserver.chat.models import RoomEvent
+from chatserver.chat.selectors import room_history
+from chatserver.core import protocol
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import (
     ack_of,
@@ -193,21 +194,21 @@ def test_edit_rules(chat_user) -> None:
     other = group(a, c)
     message = send(a, room)
     with pytest.raises(NotYourMessage):
-        services.message_edit(user=b, room_id=room.pk, message_id=message.pk, text="x")
+        chat_messages.message_edit(user=b, room_id=room.pk, message_id=message.pk, text="x")
     with pytest.raises(MessageNotFound):  # a message of another room
-        services.message_edit(user=a, room_id=other.pk, message_id=message.pk, text="x")
-    services.message_delete(user=a, room_id=room.pk, message_id=message.pk)
+        chat_messages.message_edit(user=a, room_id=other.pk, message_id=message.pk, text="x")
+    chat_messages.message_delete(user=a, room_id=room.pk, message_id=message.pk)
     with pytest.raises(MessageDeleted):
-        services.message_edit(user=a, room_id=room.pk, message_id=message.pk, text="x")
+        chat_messages.message_edit(user=a, room_id=room.pk, message_id=message.pk, text="x")
     with pytest.raises(NotMember):
-        services.message_edit(user=c, room_id=room.pk, message_id=message.pk, text="x")
+        chat_messages.message_edit(user=c, room_id=room.pk, message_id=message.pk, text="x")
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_delete_for_everyone_leaves_a_tombstone_and_removes_the_text(pair) -> None:
     a, b, room, socket_a, socket_b = pair
     message = await asend(a, room, "нууц")
-    await database_sync_to_async(services.message_edit)(
+    await database_sync_to_async(chat_messages.message_edit)(
         user=a, room_id=room.pk, message_id=message.pk, text="илүү нууц")
     await drain(socket_b)
     await drain(socket_a)
@@ -250,7 +251,7 @@ def test_group_admins_may_delete_any_message(chat_user) -> None:
     owner, member = chat_user(), chat_user()
     room = group(owner, member)
     message = send(member, room, "спам")
-    services.message_delete(user=owner, room_id=room.pk, message_id=message.pk)
+    chat_messages.message_delete(user=owner, room_id=room.pk, message_id=message.pk)
     message.refresh_from_db()
     assert message.deleted_at is not None and message.text == ""
 

@@ -4,10 +4,11 @@
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import protocol, services
-from chatserver.chat_errors import PiiWarning
-from chatserver.chat_text import luhn_valid, pii_kinds
-from chatserver.models import RoomEvent
+from chatserver.chat import messages as chat_messages
+from chatserver.chat.errors import PiiWarning
+from chatserver.chat.models import RoomEvent
+from chatserver.chat.text import luhn_valid, pii_kinds
+from chatserver.core import protocol
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import direct_room, drain, error_of, send
 
@@ -103,9 +104,9 @@ def test_service_refuses_unless_confirmed_and_stores_nothing_when_refused(chat_u
     event = send(a, room, "Карт: 4111 1111 1111 1111", client_msg_id="p", confirm_pii=True)
     assert event.seq == 3
     with pytest.raises(PiiWarning):
-        services.message_edit(user=a, room_id=room.pk, message_id=event.pk, text="E1234567")
-    services.message_edit(user=a, room_id=room.pk, message_id=event.pk, text="E1234567",
-                          confirm_pii=True)
+        chat_messages.message_edit(user=a, room_id=room.pk, message_id=event.pk, text="E1234567")
+    chat_messages.message_edit(user=a, room_id=room.pk, message_id=event.pk, text="E1234567",
+                               confirm_pii=True)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -8,9 +8,11 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from chatserver import services
-from chatserver.chat_errors import PiiWarning, TextEmpty
-from chatserver.models import Block, PendingInvite, Report, Room
+from chatserver.chat import messages as chat_messages
+from chatserver.chat import moderation as chat_moderation
+from chatserver.chat import rooms as chat_rooms
+from chatserver.chat.errors import PiiWarning, TextEmpty
+from chatserver.chat.models import Block, PendingInvite, Report, Room
 from identity.models import User
 from identity.services import _phone_bind
 from notify.models import Notification
@@ -41,8 +43,8 @@ def test_bidi_and_zero_width_characters_cannot_disguise_a_message(chat_user) -> 
         send(a, room, "УБ\u200b90010112")
     # Edits are cleaned the same way.
     message = send(a, room, "анхны")
-    edited = services.message_edit(user=a, room_id=room.pk, message_id=message.pk,
-                                   text="\u202eнууц")
+    edited = chat_messages.message_edit(user=a, room_id=room.pk, message_id=message.pk,
+                                        text="\u202eнууц")
     assert edited is not None and edited.text == "нууц"
 
 
@@ -62,7 +64,7 @@ def test_group_names_cannot_hide_or_reverse_text(chat_user) -> None:
     owner = chat_user()
     room = group(owner, name="Ажил\u202e\u200bын\u2066 баг")
     assert room.name == "Ажилын баг"
-    renamed = services.group_rename(actor=owner, room_id=room.pk, name="\ufeffШинэ\u2069")
+    renamed = chat_rooms.group_rename(actor=owner, room_id=room.pk, name="\ufeffШинэ\u2069")
     assert renamed.name == "Шинэ"
 
 
@@ -126,7 +128,7 @@ def test_a_contact_sees_only_the_number_they_typed_and_never_a_new_one(chat_user
     assert peer(saraa) == {"id": bat.pk, "name": "Бат", "phone": old_number,
                            "phone_status": "verified"}
     # Bat blocks Saraa and moves to a new number: she is never told the new one.
-    services.user_block(blocker=bat, user_id=saraa.pk)
+    chat_moderation.user_block(blocker=bat, user_id=saraa.pk)
     new_number = new_phone()
     with transaction.atomic():
         _phone_bind(user=bat, e164=new_number, now=timezone.now())
@@ -134,8 +136,8 @@ def test_a_contact_sees_only_the_number_they_typed_and_never_a_new_one(chat_user
                            "phone_status": "changed_hands"}
     assert new_number not in str(client_for(saraa).get(f"/api/v1/rooms/{room.pk}").json())
     # Finding the room again by the new number (which she has now typed) shows it.
-    services.user_unblock(blocker=bat, user_id=saraa.pk)
-    assert services.room_direct_get_or_create(user=saraa, phone=new_number).pk == room.pk
+    chat_moderation.user_unblock(blocker=bat, user_id=saraa.pk)
+    assert chat_rooms.room_direct_get_or_create(user=saraa, phone=new_number).pk == room.pk
     assert peer(saraa)["phone"] == new_number
 
 
@@ -236,11 +238,11 @@ def test_contact_discovery_is_rate_limited_for_every_account(chat_user, client_f
 
 def test_asking_back_accepts_a_message_request(chat_user) -> None:
     bat, saraa = chat_user("Бат"), chat_user("Сараа")
-    request = services.room_direct_get_or_create(user=bat, phone=phone_of(saraa))
+    request = chat_rooms.room_direct_get_or_create(user=bat, phone=phone_of(saraa))
     assert isinstance(request, PendingInvite)
     # Saraa knows Bat's number and asks him too: both said yes, the room opens.
-    room = services.room_direct_get_or_create(user=saraa, phone=phone_of(bat))
+    room = chat_rooms.room_direct_get_or_create(user=saraa, phone=phone_of(bat))
     assert isinstance(room, Room) and room.kind == "direct"
     request.refresh_from_db()
     assert (request.resolved_user_id, request.room_id) == (saraa.pk, room.pk)
-    assert services.room_direct_get_or_create(user=bat, phone=phone_of(saraa)) == room
+    assert chat_rooms.room_direct_get_or_create(user=bat, phone=phone_of(saraa)) == room

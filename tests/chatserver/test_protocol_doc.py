@@ -7,8 +7,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from chatserver import protocol
-from chatserver.protocol_doc import (
+from chatserver.core import protocol
+from chatserver.core.protocol_doc import (
     DOC_PATH,
     documented_frames,
     frame_type,

@@ -4,9 +4,12 @@ receipts to the other members (aggregate counts in large groups); typing indicat
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import protocol, services
-from chatserver.models import Membership, RoomEvent
-from chatserver.selectors import room_list
+from chatserver.chat import messages as chat_messages
+from chatserver.chat import receipts as chat_receipts
+from chatserver.chat import rooms as chat_rooms
+from chatserver.chat.models import Membership, RoomEvent
+from chatserver.chat.selectors import room_list
+from chatserver.core import protocol
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import ack_of, direct_room, drain, group, send
 
@@ -27,14 +30,14 @@ def test_unread_is_others_messages_after_the_last_read_seq(chat_user) -> None:
     send(b, room)  # one's own messages are never unread
     gone = send(a, room)
     assert unread(b, room) == 3 and unread(a, room) == 1
-    services.message_delete(user=a, room_id=room.pk, message_id=gone.pk)
+    chat_messages.message_delete(user=a, room_id=room.pk, message_id=gone.pk)
     assert unread(b, room) == 2  # a deleted message is not unread
-    assert services.room_read(user=b, room_id=room.pk, seq=first.seq) == 1
+    assert chat_receipts.room_read(user=b, room_id=room.pk, seq=first.seq) == 1
     assert unread(b, room) == 1
     # Never backwards, and never past the head.
-    assert services.room_read(user=b, room_id=room.pk, seq=1) == 1
-    assert services.room_read(user=b, room_id=room.pk, seq=10_000) == 0
-    head = room.events.order_by("-seq").first().seq
+    assert chat_receipts.room_read(user=b, room_id=room.pk, seq=1) == 1
+    assert chat_receipts.room_read(user=b, room_id=room.pk, seq=10_000) == 0
+    head = room.events.order_by("-seq").first().seq  # type: ignore[union-attr]
     assert Membership.objects.get(room=room, user=b).last_read_seq == head
 
 
@@ -42,7 +45,7 @@ def test_membership_events_are_not_unread(chat_user) -> None:
     owner, a, b = chat_user(), chat_user(), chat_user()
     room = group(owner, a)
     chat_helpers.member_add(owner, room, b)
-    services.group_rename(actor=owner, room_id=room.pk, name="Өөр")
+    chat_rooms.group_rename(actor=owner, room_id=room.pk, name="Өөр")
     assert unread(a, room) == 0 and unread(b, room) == 0
 
 
@@ -84,12 +87,12 @@ async def test_large_groups_get_aggregate_read_counts(ws_connect, make_token, ch
     room = await database_sync_to_async(group)(owner, a, b)
     message = await database_sync_to_async(send)(owner, room)
     watcher = await ws_connect(await database_sync_to_async(make_token)(owner), ready=True)
-    await database_sync_to_async(services.room_read)(user=a, room_id=room.pk, seq=message.seq)
+    await database_sync_to_async(chat_receipts.room_read)(user=a, room_id=room.pk, seq=message.seq)
     frames = await drain(watcher)
     assert frames == [protocol.ChatReceipts(room=room.pk, seq=message.seq, read_by=1,
                                             members=3)]
     # At most one aggregate per room per period: b's read is counted by the next one.
-    await database_sync_to_async(services.room_read)(user=b, room_id=room.pk, seq=message.seq)
+    await database_sync_to_async(chat_receipts.room_read)(user=b, room_id=room.pk, seq=message.seq)
     assert await watcher.receive_nothing(timeout=0.2)
 
 

@@ -4,7 +4,9 @@ including rooms the user was added to while offline; `resync` where the gap is t
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import protocol, services
+from chatserver.chat import messages as chat_messages
+from chatserver.chat import rooms as chat_rooms
+from chatserver.core import protocol
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import direct_room, group, phone_of, send, seqs
 
@@ -37,8 +39,8 @@ async def test_offline_client_gets_exactly_the_50_messages_the_edit_and_the_dele
         a, b = chat_user("Ану"), chat_user("Болд")
         room = direct_room(a, b)
         sent = [send(a, room, f"мессеж {i}") for i in range(50)]  # seqs 3..52
-        services.message_edit(user=a, room_id=room.pk, message_id=sent[10].pk, text="засвар")
-        services.message_delete(user=a, room_id=room.pk, message_id=sent[20].pk)
+        chat_messages.message_edit(user=a, room_id=room.pk, message_id=sent[10].pk, text="засвар")
+        chat_messages.message_delete(user=a, room_id=room.pk, message_id=sent[20].pk)
         return a, b, room, sent
 
     a, b, room, sent = await database_sync_to_async(setup)()
@@ -81,7 +83,7 @@ async def test_rooms_joined_while_offline_come_from_the_join(ws_connect, make_to
         known = direct_room(owner, me)
         room = group(owner, other, name="Шинэ")
         send(owner, room, "before me")
-        services.group_member_add(actor=owner, room_id=room.pk, phone=phone_of(me))
+        chat_rooms.group_member_add(actor=owner, room_id=room.pk, phone=phone_of(me))
         send(owner, room, "after me")
         direct_room(other, me)  # contacts: a group of other's is created with me in it
         fresh = group(other, me, name="Бас нэг")  # created with me in it: all of it
@@ -158,7 +160,7 @@ async def test_removed_while_offline_gets_events_up_to_the_removal(
         owner, me = chat_user(), chat_user()
         room = group(owner, me)
         send(owner, room, "last one I see")
-        services.group_member_remove(actor=owner, room_id=room.pk, user_id=me.pk)
+        chat_rooms.group_member_remove(actor=owner, room_id=room.pk, user_id=me.pk)
         send(owner, room, "not for me")
         return me, room
 
@@ -216,7 +218,7 @@ async def test_live_events_and_resume_agree(ws_connect, make_token, chat_user) -
     socket = await ws_connect(await database_sync_to_async(make_token)(b), ready=True)
     await chat_helpers.drain(socket)
     message = await database_sync_to_async(send)(a, room, "live")
-    await database_sync_to_async(services.message_edit)(
+    await database_sync_to_async(chat_messages.message_edit)(
         user=a, room_id=room.pk, message_id=message.pk, text="edited")
     live = [await socket.receive_frame(), await socket.receive_frame()]
     other = await offline_user_socket(ws_connect, make_token, b)

@@ -7,8 +7,10 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chatserver import protocol, services
-from chatserver.chat_errors import (
+from chatserver.chat import invites as chat_invites
+from chatserver.chat import messages as chat_messages
+from chatserver.chat import rooms as chat_rooms
+from chatserver.chat.errors import (
     NotAGroup,
     NotMember,
     PhoneNotVerified,
@@ -16,8 +18,9 @@ from chatserver.chat_errors import (
     RoomFull,
     SelfChat,
 )
-from chatserver.models import Membership, PendingInvite, Room, RoomEvent
-from chatserver.selectors import invitation_list, room_history
+from chatserver.chat.models import Membership, PendingInvite, Room, RoomEvent
+from chatserver.chat.selectors import invitation_list, room_history
+from chatserver.core import protocol
 from notify.models import Notification
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import (
@@ -55,9 +58,9 @@ def test_only_citizens_with_a_verified_number_chat(make_citizen, chat_user) -> N
     unverified = make_citizen()
     verified = chat_user()
     with pytest.raises(PhoneNotVerified):
-        services.room_direct_get_or_create(user=unverified, phone=phone_of(verified))
+        chat_rooms.room_direct_get_or_create(user=unverified, phone=phone_of(verified))
     with pytest.raises(PhoneNotVerified):
-        services.group_create(creator=unverified, name="Бүлэг", phones=[])
+        chat_rooms.group_create(creator=unverified, name="Бүлэг", phones=[])
     # A member whose number went to someone else cannot send until they verify a new one.
     other = chat_user()
     room = direct_room(verified, other)
@@ -82,14 +85,14 @@ def test_direct_room_is_one_per_pair_whoever_asks(chat_user) -> None:
 def test_direct_room_with_oneself_is_refused(chat_user) -> None:
     a = chat_user()
     with pytest.raises(SelfChat):
-        services.room_direct_get_or_create(user=a, phone=phone_of(a))
+        chat_rooms.room_direct_get_or_create(user=a, phone=phone_of(a))
 
 
 def test_national_number_format_finds_the_same_user(chat_user) -> None:
     a, b = chat_user(), chat_user()
     national = phone_of(b).removeprefix("+976")
     room = direct_room(a, b)
-    assert services.room_direct_get_or_create(user=a, phone=national) == room
+    assert chat_rooms.room_direct_get_or_create(user=a, phone=national) == room
 
 
 # ---- held invites --------------------------------------------------------------------------
@@ -97,10 +100,10 @@ def test_national_number_format_finds_the_same_user(chat_user) -> None:
 def test_invite_to_an_unverified_number_is_held_once(chat_user) -> None:
     a = chat_user()
     number = new_phone()
-    invite = services.room_direct_get_or_create(user=a, phone=number)
+    invite = chat_rooms.room_direct_get_or_create(user=a, phone=number)
     assert isinstance(invite, PendingInvite)
     assert (invite.e164, invite.inviter_id, invite.resolved_at) == (number, a.pk, None)
-    again = services.room_direct_get_or_create(user=a, phone=number)
+    again = chat_rooms.room_direct_get_or_create(user=a, phone=number)
     assert again.pk == invite.pk
     assert not Room.objects.exists()
 
@@ -110,7 +113,7 @@ def test_held_invite_becomes_an_invitation_when_the_number_is_verified(
         chat_user, make_citizen, make_token, make_api_client, sms_code) -> None:
     inviter = chat_user("Бат")
     number = new_phone()
-    invite = services.room_direct_get_or_create(user=inviter, phone=number)
+    invite = chat_rooms.room_direct_get_or_create(user=inviter, phone=number)
     assert isinstance(invite, PendingInvite)
 
     # Someone signs up and verifies that number through the real flow.
@@ -144,16 +147,16 @@ def test_group_invite_to_an_unverified_number_joins_once_accepted(chat_user) -> 
     owner, friend = chat_user(), chat_user()
     direct_room(owner, friend)  # they have talked: the friend is added at once
     number = new_phone()
-    created = services.group_create(creator=owner, name="Анги", phones=[phone_of(friend), number])
+    created = chat_rooms.group_create(creator=owner, name="Анги", phones=[phone_of(friend), number])
     room = created.room
     assert [p.e164 for p in created.pending] == [number]
     assert set(members(room)) == {owner.pk, friend.pk}
 
     newcomer = chat_user()
     newcomer.phones.update(e164=number)  # as if verified: the resolver is what the signal runs
-    services.invites_resolve(user=newcomer, e164=number)
+    chat_invites.invites_resolve(user=newcomer, e164=number)
     assert newcomer.pk not in members(room)
-    services.invitation_accept(user=newcomer, invitation_id=created.pending[0].pk)
+    chat_invites.invitation_accept(user=newcomer, invitation_id=created.pending[0].pk)
     assert members(room)[newcomer.pk] == "member"
     assert member_events(room)[-1] == (4, "joined", newcomer.pk, "member", owner.pk)
 
@@ -161,10 +164,10 @@ def test_group_invite_to_an_unverified_number_joins_once_accepted(chat_user) -> 
 def test_cancelled_invite_does_not_resolve(chat_user) -> None:
     a = chat_user()
     number = new_phone()
-    invite = services.room_direct_get_or_create(user=a, phone=number)
-    services.invite_cancel(user=a, invite_id=invite.pk)
+    invite = chat_rooms.room_direct_get_or_create(user=a, phone=number)
+    chat_invites.invite_cancel(user=a, invite_id=invite.pk)
     b = chat_user()
-    services.invites_resolve(user=b, e164=number)
+    chat_invites.invites_resolve(user=b, e164=number)
     assert not Room.objects.exists()
     assert invitation_list(user=b) == []
 
@@ -186,13 +189,13 @@ def test_admins_add_by_phone_members_cannot(chat_user) -> None:
     room = group(owner, member)
     direct_room(member, newcomer)  # contacts: an admin adds a contact at once
     with pytest.raises(RoleForbidden):
-        services.group_member_add(actor=member, room_id=room.pk, phone=phone_of(newcomer))
-    services.group_role_set(actor=owner, room_id=room.pk, user_id=member.pk, role="admin")
-    added = services.group_member_add(actor=member, room_id=room.pk, phone=phone_of(newcomer))
+        chat_rooms.group_member_add(actor=member, room_id=room.pk, phone=phone_of(newcomer))
+    chat_rooms.group_role_set(actor=owner, room_id=room.pk, user_id=member.pk, role="admin")
+    added = chat_rooms.group_member_add(actor=member, room_id=room.pk, phone=phone_of(newcomer))
     assert isinstance(added, Membership) and added.user_id == newcomer.pk
     # Adding again changes nothing and costs no seq.
     head = Room.objects.get(pk=room.pk).last_seq
-    services.group_member_add(actor=member, room_id=room.pk, phone=phone_of(newcomer))
+    chat_rooms.group_member_add(actor=member, room_id=room.pk, phone=phone_of(newcomer))
     assert Room.objects.get(pk=room.pk).last_seq == head
     assert member_events(room)[-1] == (head, "joined", newcomer.pk, "member", member.pk)
 
@@ -201,15 +204,15 @@ def test_remove_rules(chat_user) -> None:
     owner, admin, admin2, member = chat_user(), chat_user(), chat_user(), chat_user()
     room = group(owner, admin, admin2, member)
     for user in (admin, admin2):
-        services.group_role_set(actor=owner, room_id=room.pk, user_id=user.pk, role="admin")
+        chat_rooms.group_role_set(actor=owner, room_id=room.pk, user_id=user.pk, role="admin")
     with pytest.raises(RoleForbidden):  # an admin removes members only
-        services.group_member_remove(actor=admin, room_id=room.pk, user_id=admin2.pk)
+        chat_rooms.group_member_remove(actor=admin, room_id=room.pk, user_id=admin2.pk)
     with pytest.raises(RoleForbidden):
-        services.group_member_remove(actor=admin, room_id=room.pk, user_id=owner.pk)
+        chat_rooms.group_member_remove(actor=admin, room_id=room.pk, user_id=owner.pk)
     with pytest.raises(RoleForbidden):
-        services.group_member_remove(actor=member, room_id=room.pk, user_id=admin.pk)
-    services.group_member_remove(actor=admin, room_id=room.pk, user_id=member.pk)
-    services.group_member_remove(actor=owner, room_id=room.pk, user_id=admin2.pk)
+        chat_rooms.group_member_remove(actor=member, room_id=room.pk, user_id=admin.pk)
+    chat_rooms.group_member_remove(actor=admin, room_id=room.pk, user_id=member.pk)
+    chat_rooms.group_member_remove(actor=owner, room_id=room.pk, user_id=admin2.pk)
     assert set(members(room)) == {owner.pk, admin.pk}
     assert [e[1:3] for e in member_events(room)[-2:]] == [("removed", member.pk),
                                                           ("removed", admin2.pk)]
@@ -223,8 +226,8 @@ def test_rename_is_an_event_and_needs_an_admin(chat_user) -> None:
     owner, member = chat_user(), chat_user()
     room = group(owner, member)
     with pytest.raises(RoleForbidden):
-        services.group_rename(actor=member, room_id=room.pk, name="Шинэ")
-    services.group_rename(actor=owner, room_id=room.pk, name="Шинэ нэр")
+        chat_rooms.group_rename(actor=member, room_id=room.pk, name="Шинэ")
+    chat_rooms.group_rename(actor=owner, room_id=room.pk, name="Шинэ нэр")
     room.refresh_from_db()
     event = RoomEvent.objects.get(room=room, seq=room.last_seq)
     assert (room.name, event.kind, event.text, event.sender_id) == (
@@ -234,12 +237,12 @@ def test_rename_is_an_event_and_needs_an_admin(chat_user) -> None:
 def test_roles_promote_demote_and_hand_ownership_on(chat_user) -> None:
     owner, a, b = chat_user(), chat_user(), chat_user()
     room = group(owner, a, b)
-    services.group_role_set(actor=owner, room_id=room.pk, user_id=a.pk, role="admin")
-    services.group_role_set(actor=a, room_id=room.pk, user_id=b.pk, role="admin")  # promote
+    chat_rooms.group_role_set(actor=owner, room_id=room.pk, user_id=a.pk, role="admin")
+    chat_rooms.group_role_set(actor=a, room_id=room.pk, user_id=b.pk, role="admin")  # promote
     with pytest.raises(RoleForbidden):  # only the owner demotes
-        services.group_role_set(actor=a, room_id=room.pk, user_id=b.pk, role="member")
-    services.group_role_set(actor=owner, room_id=room.pk, user_id=b.pk, role="member")
-    services.group_role_set(actor=owner, room_id=room.pk, user_id=a.pk, role="owner")
+        chat_rooms.group_role_set(actor=a, room_id=room.pk, user_id=b.pk, role="member")
+    chat_rooms.group_role_set(actor=owner, room_id=room.pk, user_id=b.pk, role="member")
+    chat_rooms.group_role_set(actor=owner, room_id=room.pk, user_id=a.pk, role="owner")
     assert members(room) == {owner.pk: "admin", a.pk: "owner", b.pk: "member"}
     head = Room.objects.get(pk=room.pk).last_seq
     assert member_events(room)[-2:] == [(head - 1, "role", a.pk, "owner", owner.pk),
@@ -249,15 +252,15 @@ def test_roles_promote_demote_and_hand_ownership_on(chat_user) -> None:
 def test_anyone_leaves_and_a_leaving_owner_hands_ownership_on(chat_user) -> None:
     owner, first, admin, last = chat_user(), chat_user(), chat_user(), chat_user()
     room = group(owner, first, admin, last)
-    services.group_role_set(actor=owner, room_id=room.pk, user_id=admin.pk, role="admin")
-    services.room_leave(user=last, room_id=room.pk)
+    chat_rooms.group_role_set(actor=owner, room_id=room.pk, user_id=admin.pk, role="admin")
+    chat_rooms.room_leave(user=last, room_id=room.pk)
     # Admins come first, then the longest-standing member.
-    services.room_leave(user=owner, room_id=room.pk)
+    chat_rooms.room_leave(user=owner, room_id=room.pk)
     assert members(room) == {first.pk: "member", admin.pk: "owner"}
     head = Room.objects.get(pk=room.pk).last_seq
     assert member_events(room)[-2:] == [(head - 1, "role", admin.pk, "owner", owner.pk),
                                         (head, "left", owner.pk, "owner", owner.pk)]
-    services.room_leave(user=admin, room_id=room.pk)
+    chat_rooms.room_leave(user=admin, room_id=room.pk)
     assert members(room) == {first.pk: "owner"}
 
 
@@ -265,9 +268,9 @@ def test_direct_rooms_have_no_group_operations(chat_user) -> None:
     a, b = chat_user(), chat_user()
     room = direct_room(a, b)
     with pytest.raises(NotAGroup):
-        services.room_leave(user=a, room_id=room.pk)
+        chat_rooms.room_leave(user=a, room_id=room.pk)
     with pytest.raises(NotAGroup):
-        services.group_rename(actor=a, room_id=room.pk, name="x")
+        chat_rooms.group_rename(actor=a, room_id=room.pk, name="x")
     assert seqs(room) == [1, 2]
 
 
@@ -281,9 +284,9 @@ def test_member_limit_is_configurable(chat_user, settings) -> None:
     room = group(owner, a, b)
     assert room.member_limit == 3
     with pytest.raises(RoomFull):
-        services.group_member_add(actor=owner, room_id=room.pk, phone=phone_of(c))
-    services.room_leave(user=b, room_id=room.pk)
-    services.group_member_add(actor=owner, room_id=room.pk, phone=phone_of(c))
+        chat_rooms.group_member_add(actor=owner, room_id=room.pk, phone=phone_of(c))
+    chat_rooms.room_leave(user=b, room_id=room.pk)
+    chat_rooms.group_member_add(actor=owner, room_id=room.pk, phone=phone_of(c))
 
 
 def test_member_limit_default_is_ten_thousand(chat_user) -> None:
@@ -294,12 +297,12 @@ def test_every_kind_of_event_shares_one_gap_free_sequence(chat_user) -> None:
     owner, a, b = chat_user(), chat_user(), chat_user()
     room = group(owner, a)
     m = send(a, room)
-    services.message_edit(user=a, room_id=room.pk, message_id=m.pk, text="засвар")
+    chat_messages.message_edit(user=a, room_id=room.pk, message_id=m.pk, text="засвар")
     chat_helpers.member_add(owner, room, b)
-    services.group_rename(actor=owner, room_id=room.pk, name="Өөр")
-    services.message_delete(user=a, room_id=room.pk, message_id=m.pk)
-    services.group_role_set(actor=owner, room_id=room.pk, user_id=b.pk, role="admin")
-    services.room_leave(user=a, room_id=room.pk)
+    chat_rooms.group_rename(actor=owner, room_id=room.pk, name="Өөр")
+    chat_messages.message_delete(user=a, room_id=room.pk, message_id=m.pk)
+    chat_rooms.group_role_set(actor=owner, room_id=room.pk, user_id=b.pk, role="admin")
+    chat_rooms.room_leave(user=a, room_id=room.pk)
     kinds = list(RoomEvent.objects.filter(room=room).order_by("seq").values_list("kind",
                                                                                  flat=True))
     assert kinds == ["rename", "member", "member", "message", "edit", "member", "rename",
@@ -312,8 +315,8 @@ def test_failed_operations_cost_no_seq(chat_user) -> None:
     owner, member, outsider = chat_user(), chat_user(), chat_user()
     room = group(owner, member)
     for attempt in (
-        lambda: services.group_rename(actor=member, room_id=room.pk, name="x"),
-        lambda: services.group_member_remove(actor=member, room_id=room.pk, user_id=owner.pk),
+        lambda: chat_rooms.group_rename(actor=member, room_id=room.pk, name="x"),
+        lambda: chat_rooms.group_member_remove(actor=member, room_id=room.pk, user_id=owner.pk),
         lambda: send(outsider, room),
     ):
         with pytest.raises((RoleForbidden, NotMember)):
@@ -325,7 +328,7 @@ def test_failed_operations_cost_no_seq(chat_user) -> None:
 def test_rejoining_member_sees_only_the_new_stretch(chat_user) -> None:
     owner, member = chat_user(), chat_user()
     room = group(owner, member)
-    services.room_leave(user=member, room_id=room.pk)
+    chat_rooms.room_leave(user=member, room_id=room.pk)
     send(owner, room, "while away")
     chat_helpers.member_add(owner, room, member)
     membership = Membership.objects.get(room=room, user=member)
@@ -350,7 +353,7 @@ async def test_a_socket_follows_rooms_it_is_added_to_and_leaves_those_it_is_remo
     created = await drain(owner_socket)
     assert [type(f) for f in created] == [protocol.ChatRoomRenamed, protocol.ChatMember]
 
-    invite = await database_sync_to_async(services.group_member_add)(
+    invite = await database_sync_to_async(chat_rooms.group_member_add)(
         actor=owner, room_id=room.pk, phone=await database_sync_to_async(phone_of)(member))
     assert isinstance(invite, PendingInvite)  # they have not talked: the member is asked
     invitation = await receive_until(member_socket, protocol.ChatInvitation)
@@ -358,7 +361,7 @@ async def test_a_socket_follows_rooms_it_is_added_to_and_leaves_those_it_is_remo
         id=invite.pk, kind="group", from_user=owner.pk, from_name=owner.name, room=room.pk,
         room_name=room.name, created_at=invite.created_at)
     await drain(member_socket)  # the inbox notice of it
-    await database_sync_to_async(services.invitation_accept)(user=member,
+    await database_sync_to_async(chat_invites.invitation_accept)(user=member,
                                                              invitation_id=invite.pk)
     joined = await member_socket.receive_frame()
     assert joined == protocol.ChatMember(room=room.pk, seq=3, user=member.pk, name=member.name,
@@ -371,7 +374,7 @@ async def test_a_socket_follows_rooms_it_is_added_to_and_leaves_those_it_is_remo
     assert isinstance(live, protocol.ChatMessage)
     assert (live.seq, live.id, live.text) == (4, message.pk, "Тавтай морил")
 
-    await database_sync_to_async(services.group_member_remove)(
+    await database_sync_to_async(chat_rooms.group_member_remove)(
         actor=owner, room_id=room.pk, user_id=member.pk)
     removed = await member_socket.receive_frame()
     assert isinstance(removed, protocol.ChatMember) and removed.action == "removed"
@@ -401,8 +404,8 @@ async def test_both_sockets_get_a_new_direct_room(ws_connect, chat_user, make_to
 @pytest.mark.django_db(transaction=True)
 async def test_chat_offline_members_are_those_without_a_live_socket(
         ws_connect, chat_user, make_token, settings) -> None:
-    from chatserver.models import SocketPresence
-    from chatserver.selectors import chat_offline_members
+    from chatserver.chat.models import SocketPresence
+    from chatserver.chat.selectors import chat_offline_members
 
     owner, online, offline = [await database_sync_to_async(chat_user)() for _ in range(3)]
     room = await agroup(owner, online, offline)
@@ -430,7 +433,7 @@ async def test_chat_offline_members_are_those_without_a_live_socket(
     settings.SONOR_CHAT_PRESENCE_TTL = 150
     assert await database_sync_to_async(SocketPresence.objects.filter(user=online).count)() == 1
     # Members who left are not pushed to.
-    await database_sync_to_async(services.room_leave)(user=offline, room_id=room.pk)
+    await database_sync_to_async(chat_rooms.room_leave)(user=offline, room_id=room.pk)
     assert await offline_ids(room_id=room.pk, exclude_user_id=owner.pk) == []
 
 
@@ -441,8 +444,8 @@ async def test_a_socket_too_far_behind_is_closed_and_its_drops_counted(
         ws_connect, chat_user, make_token, settings) -> None:
     from channels.layers import get_channel_layer
 
-    from chatserver.consumers import ROOM_FRAMES_DROPPED
-    from chatserver.realtime import room_group
+    from chatserver.core.realtime import room_group
+    from chatserver.sockets.consumers import ROOM_FRAMES_DROPPED
 
     settings.SONOR_CHAT_SOCKET_BUFFER = 2
     a, b = await database_sync_to_async(chat_user)(), await database_sync_to_async(chat_user)()

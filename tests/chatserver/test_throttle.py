@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from chatserver.errors import RateLimited
-from chatserver.throttle import throttle_check, throttle_check_many
+from chatserver.core.errors import RateLimited
+from chatserver.core.throttle import throttle_check, throttle_check_many
 
 
 def test_many_keys_count_each_occurrence_and_answer_per_key() -> None:

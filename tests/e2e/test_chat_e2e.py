@@ -13,8 +13,9 @@ from django.conf import settings
 from pydantic import Field, TypeAdapter
 from websockets.asyncio.client import ClientConnection, connect
 
-from chatserver import protocol, services
-from chatserver.models import RoomEvent
+from chatserver.chat import messages as chat_messages
+from chatserver.chat.models import RoomEvent
+from chatserver.core import protocol
 from identity.services import _phone_bind, citizen_create, session_create
 from tests.chatserver import chat_helpers
 from tests.e2e.conftest import LiveServer
@@ -23,8 +24,8 @@ pytestmark = pytest.mark.e2e
 # Send-rate windows live in the cache (Redis, shared with the servers) and ids repeat.
 fresh_cache = chat_helpers.fresh_cache
 
-_server_frame: TypeAdapter[Any] = TypeAdapter(
-    Annotated[protocol.ServerFrame, Field(discriminator="type")])
+ServerFrameTagged = Annotated[protocol.ServerFrame, Field(discriminator="type")]
+_server_frame: TypeAdapter[Any] = TypeAdapter(ServerFrameTagged)
 
 
 def frame_of(raw: str | bytes) -> Any:
@@ -108,12 +109,12 @@ async def chat_scenario(sender_server: LiveServer, receiver_server: LiveServer,
     await bold_ws.close()
 
     def while_offline() -> list[RoomEvent]:
-        sent = [services.message_send(sender=pair["ana"], room_id=room_id,
-                                      client_msg_id=f"off-{i}", text=f"мессеж {i}")
+        sent = [chat_messages.message_send(sender=pair["ana"], room_id=room_id,
+                                           client_msg_id=f"off-{i}", text=f"мессеж {i}")
                 for i in range(50)]
-        services.message_edit(user=pair["ana"], room_id=room_id, message_id=sent[7].pk,
-                              text="засварласан")
-        services.message_delete(user=pair["ana"], room_id=room_id, message_id=sent[9].pk)
+        chat_messages.message_edit(user=pair["ana"], room_id=room_id, message_id=sent[7].pk,  # type: ignore[union-attr]
+                                   text="засварласан")
+        chat_messages.message_delete(user=pair["ana"], room_id=room_id, message_id=sent[9].pk)  # type: ignore[union-attr]
         return sent  # type: ignore[return-value]
 
     sent = await sync_to_async(while_offline)()
@@ -201,6 +202,6 @@ async def test_held_invite_becomes_a_live_room_when_the_number_is_verified(
     assert [(f.seq, f.action, f.by) for f in joined] == [
         (1, "joined", chat_pair["ana"].pk), (2, "joined", chat_pair["ana"].pk)]
     status, rooms, _ = await http("GET", f"{server.url}/api/v1/rooms", token=token)
-    assert status == 200 and [r["peer"]["name"] for r in rooms] == ["Ану"]
+    assert status == 200 and [r["peer"]["name"] for r in rooms] == ["Ану"]  # type: ignore[index]
     await ana_ws.close()
     await newcomer_ws.close()

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
-from chatserver import protocol
+from chatserver.core import protocol
 from identity.services import _phone_bind, citizen_create, session_create
 from tests.e2e.conftest import LiveServer, header_dict
 
@@ -111,7 +112,7 @@ async def test_qr_login_approved_by_a_logged_in_device(
     server: LiveServer, citizen_tokens: dict[str, Any]
 ) -> None:
     _, phone_token = citizen_tokens["phone"]
-    web = await connect(f"{server.ws_url}/ws/v1/login", origin=server.origin,
+    web = await connect(f"{server.ws_url}/ws/v1/login", origin=Origin(server.origin),
                         user_agent_header="Firefox on the test bench")
     qr = await receive(web, "qr.code")
     assert qr["svg"].lstrip().startswith(("<?xml", "<svg"))
@@ -137,7 +138,7 @@ async def test_qr_login_approved_by_a_logged_in_device(
     assert status == 204
     cookie = headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    async with connect(f"{server.ws_url}/ws/v1", origin=server.origin,
+    async with connect(f"{server.ws_url}/ws/v1", origin=Origin(server.origin),
                        additional_headers={"Cookie": cookie.split(";")[0]}) as device:
         await device.send(json.dumps({"type": "hello", "id": "w1"}))
         welcome = await receive(device, "welcome")

@@ -19,8 +19,9 @@ from django.db import transaction
 from django.utils import timezone
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
-from chatserver import protocol
+from chatserver.core import protocol
 from identity.services import _phone_bind, citizen_create, session_create
 from tests.e2e.conftest import ROOT, LiveServer, _database_url, _free_port
 from tests.e2e.test_foundation_e2e import http, receive
@@ -98,8 +99,8 @@ def uvicorn_server(transactional_db: None, tmp_path: Path) -> Iterator[LiveServe
 async def test_uvicorn_run_as_documented_ignores_a_spoofed_forwarded_for(
         uvicorn_server: LiveServer) -> None:
     token = await asyncio.to_thread(_citizen_token)
-    async with connect(f"{uvicorn_server.ws_url}/ws/v1/login",  # type: ignore[arg-type]
-                       origin=uvicorn_server.origin,
+    async with connect(f"{uvicorn_server.ws_url}/ws/v1/login",
+                       origin=Origin(uvicorn_server.origin),
                        additional_headers={"X-Forwarded-For": "192.0.2.77"}) as ws:
         code = (await receive(ws, "qr.code"))["code"]
         status, body, _ = await http("POST", f"{uvicorn_server.url}/api/v1/qr/lookup",

@@ -41,7 +41,8 @@ class FakeSmsGateway:
         self._release = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self.host, self.port = self._server.server_address[:2]
+        host, self.port = self._server.server_address[:2]
+        self.host = str(host)  # an IPv4 address (the type also allows bytes)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
             name="fake-sms-gateway", daemon=True)

@@ -238,7 +238,8 @@ class FakeSmsc:
         self._sessions: list[_Session] = []
         self._changed = threading.Condition()
         self._server = _Server(self)
-        self.host, self.port = self._server.server_address[:2]
+        host, self.port = self._server.server_address[:2]
+        self.host = str(host)  # an IPv4 address (the type also allows bytes)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
             name="fake-smsc", daemon=True)

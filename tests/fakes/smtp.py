@@ -133,7 +133,8 @@ class RecordingHandler:
             message=cast(EmailMessage, message_from_bytes(raw, policy=policy.default)),
             peer=session.peer,
             tls=(session.ssl is not None
-                 or server.transport.get_extra_info("ssl_object") is not None),
+                 or (server.transport is not None
+                     and server.transport.get_extra_info("ssl_object") is not None)),
             authenticated=bool(session.authenticated),
         ))
         return "250 Message accepted for delivery"

@@ -10,8 +10,8 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from chatserver import protocol
 from chatserver.asgi import application
+from chatserver.core import protocol
 from identity.models import User
 from identity.services import citizen_create, session_create
 from tests.identity.test_qr_login import ORIGIN, TIMEOUT, _with_client, api_post

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from chatserver.errors import DemoOnly, Unauthenticated
+from chatserver.core.errors import DemoOnly, Unauthenticated
 from identity.login.demo import demo_login_consume, demo_login_link_create
 from identity.models import DemoLoginLink, PhoneNumber, User
 from identity.services import session_authenticate, token_hash

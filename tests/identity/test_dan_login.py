@@ -140,6 +140,28 @@ def test_an_existing_citizen_gets_a_session_and_keeps_their_account(
     assert DeviceSession.objects.get(user=user).login_method == "dan"
 
 
+def test_a_dan_login_to_an_existing_account_is_announced_in_the_inbox(
+        dan_peer: FakeDan, make_citizen: Callable[..., User]) -> None:
+    user = make_citizen(phone="+97699001133", name="Сараа")
+    browser = Client(HTTP_USER_AGENT="Firefox on Linux")
+
+    login(browser, Citizen(user.register_number, "", ""))
+
+    inbox = browser.get("/api/v1/inbox").json()
+    [notice] = inbox["items"]
+    assert (notice["category"], notice["title"]) == ("security", "Шинэ нэвтрэлт")
+    assert notice["body"].startswith(
+        "ДАН-аар таны бүртгэлд нэвтэрлээ: Firefox on Linux, 127.0.0.1.")
+    assert inbox["unread"] == 1
+
+
+def test_signing_up_through_dan_brings_no_login_notice(dan_peer: FakeDan) -> None:
+    browser = Client()
+    login(browser)
+    inbox = browser.get("/api/v1/inbox").json()
+    assert (inbox["items"], inbox["unread"]) == ([], 0)
+
+
 @pytest.mark.django_db(transaction=True)  # the agency POST is stored from the thread pool
 def test_agencies_see_whether_the_recipient_was_identity_checked_by_dan(
         dan_peer: FakeDan, make_citizen: Callable[..., User]) -> None:

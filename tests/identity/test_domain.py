@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from chatserver.errors import InvalidPhoneNumber, InvalidRegisterNumber, PhoneNotMobile
+from chatserver.core.errors import InvalidPhoneNumber, InvalidRegisterNumber, PhoneNotMobile
 from identity.domain import mobile_parse, phone_parse, register_parse
 
 VECTORS: dict[str, Any] = json.loads(

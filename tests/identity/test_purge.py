@@ -9,9 +9,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from chatserver.worker.jobs import default_jobs
 from identity.models import DeviceSession, PhoneVerification, QrLogin, User
 from identity.services import session_authenticate, session_create
-from notify.worker import default_jobs
 
 pytestmark = pytest.mark.django_db
 

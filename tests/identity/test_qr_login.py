@@ -21,9 +21,10 @@ from django.db import connection
 from django.utils import timezone
 from pydantic import BaseModel
 
-from chatserver import login_consumer, protocol
 from chatserver.asgi import application
-from chatserver.errors import AppError
+from chatserver.core import protocol
+from chatserver.core.errors import AppError
+from chatserver.sockets import login_consumer
 from identity.login import base as login_base
 from identity.login import dan
 from identity.login.errors import LoginMethodUnavailable
@@ -131,7 +132,7 @@ async def api_post(path: str, data: dict[str, Any], token: str | None = None,
                    headers: dict[str, str] | None = None) -> Any:
     from django.test import Client
 
-    extra: dict[str, str] = {}
+    extra: dict[str, Any] = {}
     if token:
         extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return await sync_to_async(Client().post)(

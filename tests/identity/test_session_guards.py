@@ -9,7 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chatserver import protocol
+from chatserver.core import protocol
 from identity.models import DeviceSession, User
 from identity.services import session_create, token_hash
 

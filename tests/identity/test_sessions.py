@@ -5,7 +5,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from chatserver import protocol
+from chatserver.core import protocol
 from identity.models import DeviceSession, PhoneNumber, User
 from identity.services import user_suspend, user_unsuspend
 from notify.models import Notification

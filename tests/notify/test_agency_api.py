@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from django.test import Client
 from django.utils import timezone
 
-from chatserver import protocol
+from chatserver.core import protocol
 from identity.models import AccessLogEntry, User
 from identity.services import account_close
 from notify.agency_services import api_key_authenticate, api_key_revoke, api_key_rotate

@@ -19,7 +19,8 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.utils import timezone
 
-from chatserver import protocol
+from chatserver.core import protocol
+from chatserver.worker.jobs import worker_run_until_idle
 from identity.models import User
 from identity.services import account_close
 from notify.broadcasts import broadcast_batch_process
@@ -27,7 +28,6 @@ from notify.models import Agency, Broadcast, Notification
 from notify.selectors import inbox_seq
 from notify.services import notification_create
 from notify.workdays import earliest_after_working_days
-from notify.worker import worker_run_until_idle
 from tests.conftest import JsonClient
 from tests.notify.helpers import send
 
@@ -255,7 +255,7 @@ def test_a_retried_broadcast_with_an_idempotency_key_is_stored_once(
 # ---- maintenance notices: two working days ahead -------------------------------------------
 
 def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UB)
+    return datetime(*args, tzinfo=UB)  # type: ignore[arg-type, misc]
 
 
 @pytest.mark.parametrize("notice, earliest", [

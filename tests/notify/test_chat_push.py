@@ -6,12 +6,14 @@ from collections.abc import Callable
 import pytest
 from django.test import Client
 
-from chatserver import services
-from chatserver.models import Room
+from chatserver.chat import messages as chat_messages
+from chatserver.chat import presence as chat_presence
+from chatserver.chat import receipts as chat_receipts
+from chatserver.chat.models import Room
+from chatserver.chat.push import chat_pushes_plan
 from identity.models import User
 from identity.services import session_create
 from notify import preferences
-from notify.chat_push import chat_pushes_plan
 from notify.delivery import deliveries_process
 from notify.models import Delivery, DevOutboxMessage
 from notify.senders.base import OutboundMessage
@@ -63,11 +65,11 @@ def test_an_offline_member_gets_a_push_the_sender_does_not(
 def test_a_device_with_a_live_socket_gets_no_push(pair: tuple[User, User, Room]) -> None:
     bat, saraa, room = pair
     session_id = phone_device(saraa, "fcm-token-saraa")
-    services.chat_presence_apply(opened=[("c1", saraa.pk, session_id)], seen=[], closed=[])
+    chat_presence.chat_presence_apply(opened=[("c1", saraa.pk, session_id)], seen=[], closed=[])
     send(bat, room, "Сайн уу")
     run_worker()
     assert pushes() == []
-    services.chat_presence_apply(opened=[], seen=[], closed=["c1"])
+    chat_presence.chat_presence_apply(opened=[], seen=[], closed=["c1"])
     send(bat, room, "Байна уу?")
     run_worker()
     assert [body for _, _, body in pushes()] == ["Байна уу?"]
@@ -105,7 +107,7 @@ def test_reading_elsewhere_cancels_what_waits_and_clears_what_is_shown(
     second = send(bat, room, "Хоёр")
     chat_pushes_plan()  # waiting
 
-    services.room_read(user=saraa, room_id=room.pk, seq=second.seq)  # read on the web
+    chat_receipts.room_read(user=saraa, room_id=room.pk, seq=second.seq)  # read on the web
     assert Delivery.objects.get(room_id=room.pk, seq=second.seq,
                                 dedupe_key__startswith="chat:").status == "cancelled"
     run_worker()
@@ -158,8 +160,8 @@ def test_a_deleted_message_leaves_no_text_in_the_push_ledger(chat_user: Maker) -
     assert Delivery.objects.filter(body__contains="4455").exists()
     assert DevOutboxMessage.objects.filter(body__contains="4455").exists()
 
-    services.message_delete(user=bat, room_id=shown_room.pk, message_id=shown.pk)
-    services.message_delete(user=bat, room_id=waiting_room.pk, message_id=waiting.pk)
+    chat_messages.message_delete(user=bat, room_id=shown_room.pk, message_id=shown.pk)
+    chat_messages.message_delete(user=bat, room_id=waiting_room.pk, message_id=waiting.pk)
     run_worker()
 
     for secret in ("4455", "5000123"):

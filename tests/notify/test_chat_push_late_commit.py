@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 from django.db import connection, transaction
 
-from chatserver.models import RoomEvent
+from chatserver.chat.models import RoomEvent
+from chatserver.chat.push import chat_pushes_plan
 from identity.models import User
-from notify.chat_push import chat_pushes_plan
 from notify.models import ChatPushCursor
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import direct_room, send

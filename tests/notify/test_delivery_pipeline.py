@@ -2,7 +2,7 @@
 preferences, quiet hours, escalation, cancellation on read, expiry, leases, two workers."""
 
 import threading
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -112,10 +112,10 @@ def test_quiet_hours_defer_push_but_not_security(phone_app: tuple[User, JsonClie
 def test_quiet_hours_across_midnight() -> None:
     settings_row = NotifySettings(quiet_start=time(22, 0), quiet_end=time(7, 0))
     tz = timezone.get_current_timezone()
-    late = timezone.datetime(2026, 11, 22, 23, 30, tzinfo=tz)
+    late = datetime(2026, 11, 22, 23, 30, tzinfo=tz)
     end = quiet_hours_end(notify_settings=settings_row, now=late)
     assert end is not None and (end.day, end.hour) == (23, 7)
-    noon = timezone.datetime(2026, 11, 22, 12, 0, tzinfo=tz)
+    noon = datetime(2026, 11, 22, 12, 0, tzinfo=tz)
     assert quiet_hours_end(notify_settings=settings_row, now=noon) is None
 
 

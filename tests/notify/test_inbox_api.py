@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 
-from chatserver import protocol
+from chatserver.core import protocol
 from identity.models import DeviceSession, User
 from identity.services import access_log_record, token_hash
 from notify.models import Agency, Notification

@@ -144,7 +144,8 @@ ERROR_CASES = [
 
 @pytest.mark.parametrize(
     ("error", "status", "retry_after", "detail"), ERROR_CASES,
-    ids=[case[0] if isinstance(case[0], str) else f"{case[0].http_status}-{case[1]}"
+    ids=[case[0] if isinstance(case[0], str)
+         else f"{case[0].http_status}-{case[1]}"  # type: ignore[attr-defined]
          for case in ERROR_CASES],
 )
 async def test_fcm_errors_map_to_send_status(

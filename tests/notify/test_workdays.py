@@ -11,7 +11,7 @@ from notify.workdays import earliest_after_working_days, is_working_day
 
 
 def local(*args: int) -> datetime:
-    return timezone.make_aware(datetime(*args))
+    return timezone.make_aware(datetime(*args))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("day", [

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from chatserver.errors import AppError, Unauthenticated
+from chatserver.core.errors import AppError, Unauthenticated
 from identity.admin_services import phone_bind_verified
 from identity.login.demo import demo_login_link_create
 from identity.models import User

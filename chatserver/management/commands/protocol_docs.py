@@ -10,11 +10,11 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chatserver.protocol_doc import DOC_PATH, render_protocol_doc
+from chatserver.core.protocol_doc import DOC_PATH, render_protocol_doc
 
 
 class Command(BaseCommand):
-    help = "Render docs/protocol.md from chatserver/protocol.py (--check: compare only)."
+    help = "Render docs/protocol.md from chatserver/core/protocol.py (--check: compare only)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--check", action="store_true",
@@ -29,7 +29,7 @@ class Command(BaseCommand):
             if current != rendered:
                 diff = difflib.unified_diff(
                     current.splitlines(keepends=True), rendered.splitlines(keepends=True),
-                    fromfile=str(output), tofile="rendered from chatserver/protocol.py", n=1)
+                    fromfile=str(output), tofile="rendered from chatserver/core/protocol.py", n=1)
                 self.stderr.write("".join(list(diff)[:80]))
                 raise CommandError(
                     f"{output} is out of date: run `python manage.py protocol_docs`.")

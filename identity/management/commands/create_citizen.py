@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from chatserver.errors import AppError
+from chatserver.core.errors import AppError
 from identity.admin_services import phone_bind_verified
 from identity.services import citizen_create
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chatserver.errors import AppError
+from chatserver.core.errors import AppError
 from identity.domain import register_parse
 from identity.models import User
 from identity.services import session_create

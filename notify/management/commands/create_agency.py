@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chatserver.errors import AppError
+from chatserver.core.errors import AppError
 from notify.agency_services import agency_categories_parse, agency_create
 from notify.models import AGENCY_DEFAULT_CATEGORIES
 

@@ -1,0 +1,75 @@
+"""Per-process, per-loop batches of database work that many requests ask for at once.
+
+    request A --\\
+    request B ----> Batcher queue --> run(batch) in a worker thread (one transaction, or one
+    request C --/                     query for all) --> each caller's outcome
+
+While one batch is in the database the next one gathers: under light load a batch is one
+request and waits for nothing; under heavy load one commit and one thread hop serve hundreds.
+`run` returns one outcome per request, in order: a result, or the exception to raise to
+that caller alone. If `run` itself fails, nothing of the batch was stored and every caller
+gets the error. Used for chat sends, agency notifications and socket authentication.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from channels.db import database_sync_to_async
+
+from chatserver.core.loop_local import LoopLocal
+
+log = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+Result = TypeVar("Result")
+
+
+class Batcher(Generic[Request, Result]):
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 run: Callable[[list[Request]], Sequence[Result | Exception]],
+                 *, what: str, max_batch: int = 500) -> None:
+        self.loop = loop
+        # Not the thread-sensitive executor: sync views and the batch would wait on each other.
+        self.run = database_sync_to_async(run, thread_sensitive=False)
+        self.what = what
+        self.max_batch = max_batch
+        self.waiting: list[tuple[Request, asyncio.Future[Result | Exception]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def send(self, request: Request) -> Result:
+        """This request's result (or its error, raised), once its batch is done."""
+        future: asyncio.Future[Result | Exception] = self.loop.create_future()
+        self.waiting.append((request, future))
+        if self.task is None:
+            self.task = self.loop.create_task(self._drain())
+        outcome = await future
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def _drain(self) -> None:
+        try:
+            while self.waiting:
+                batch = self.waiting[:self.max_batch]
+                del self.waiting[:self.max_batch]
+                try:
+                    outcomes = await self.run([request for request, _ in batch])
+                except Exception as exc:  # the database failed the batch: nothing was stored
+                    log.exception("a batch of %s %s failed", len(batch), self.what)
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if not future.done():
+                        future.set_result(outcome)
+        finally:
+            self.task = None
+
+
+def batcher(run: Callable[[list[Request]], Sequence[Result | Exception]], *, what: str
+            ) -> Callable[[], Batcher[Request, Result]]:
+    """The running loop's Batcher for `run` (one per loop: a server runs one, tests many)."""
+    return LoopLocal(lambda loop: Batcher(loop, run, what=what)).get

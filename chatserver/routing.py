@@ -1,9 +1,0 @@
-from django.urls import path
-
-from chatserver.consumers import DeviceConsumer
-from chatserver.login_consumer import LoginConsumer
-
-websocket_urlpatterns = [
-    path("ws/v1", DeviceConsumer.as_asgi()),
-    path("ws/v1/login", LoginConsumer.as_asgi()),
-]

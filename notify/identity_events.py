@@ -1,0 +1,40 @@
+"""What notify does when identity says something happened (identity/signals.py; connected in
+notify.apps): security notices to the citizen, and one-time codes sent by SMS. Identity never
+imports notify."""
+
+from identity.models import DeviceSession, User
+from notify.senders.base import SendResult
+from notify.services import notification_create, sms_send_now
+
+_LOGIN_METHOD_MN = {"qr": "QR кодоор", "dan": "ДАН-аар"}
+
+
+def notice_on_login_new(sender: object, *, user: User, session: DeviceSession, method: str,
+                        **kwargs: object) -> None:
+    """A device logged in to the account: the citizen is told where from, to end it if it
+    was not them."""
+    device = session.device_name or "үл мэдэгдэх төхөөрөмж"
+    ip = session.ip or "IP хаяг тодорхойгүй"
+    how = _LOGIN_METHOD_MN.get(method, method)
+    notification_create(
+        user=user, category="security",
+        title="Шинэ нэвтрэлт",
+        body=(f"{how} таны бүртгэлд нэвтэрлээ: {device}, {ip}. "
+              "Та биш бол Сессүүд хэсгээс энэ нэвтрэлтийг даруй хаана уу."),
+    )
+
+
+def notice_on_phone_released(sender: object, *, user: User, e164: str, reason: str,
+                             **kwargs: object) -> None:
+    """Another citizen verified the user's number: the user is told it left their account."""
+    if reason != "number_changed_hands":
+        return
+    notification_create(
+        user=user, category="security",
+        title="Утасны дугаар өөр хүнд шилжлээ",
+        body=f"{e164} дугаарыг өөр иргэн баталгаажуулсан тул таны бүртгэлээс хасагдлаа.",
+    )
+
+
+def sms_code_on_request(sender: object, *, to: str, text: str, **kwargs: object) -> SendResult:
+    return sms_send_now(to=to, text=text)
