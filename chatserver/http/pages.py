@@ -32,10 +32,10 @@ OUTBOX_PAGE_SIZE = 100
 _catalog = JavaScriptCatalog.as_view()
 
 
-def javascript_catalog(request: HttpRequest) -> HttpResponse:
+def javascript_catalog(request: HttpRequest) -> HttpResponseBase:
     """The web client's strings (djangojs catalog) in the page's language."""
     with translation.override(page_language(request)):
-        response: HttpResponse = _catalog(request)
+        response = _catalog(request)
     response["Cache-Control"] = "no-cache"
     response["Vary"] = "Cookie"
     return response

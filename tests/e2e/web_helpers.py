@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 from django.db import connections
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from identity.login.demo import demo_login_link_create
 from identity.models import User
@@ -24,8 +31,8 @@ TIMEOUT_MS = 15_000
 ROOT = Path(__file__).resolve().parents[2]
 # Screenshots of every screen (gitignored); SONOR_TEST_ARTIFACTS points elsewhere.
 ARTIFACTS = Path(os.environ.get("SONOR_TEST_ARTIFACTS", ROOT / "test-artifacts"))
-DESKTOP = {"width": 1200, "height": 860}
-PHONE = {"width": 390, "height": 780}
+DESKTOP: ViewportSize = {"width": 1200, "height": 860}
+PHONE: ViewportSize = {"width": 390, "height": 780}
 
 
 @pytest.fixture
@@ -41,7 +48,7 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
         connections.close_all()
 
 
-def new_page(browser: Browser, *, viewport: dict[str, int] | None = None
+def new_page(browser: Browser, *, viewport: ViewportSize | None = None
              ) -> tuple[BrowserContext, Page]:
     """A fresh browser profile; `page.errors` collects script errors and CSP violations."""
     context = browser.new_context(locale="mn-MN", timezone_id="Asia/Ulaanbaatar",
