@@ -185,6 +185,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             if len(raw) > settings.SONOR_WS_MAX_FRAME_BYTES or (
                     isinstance(raw, str) and len(raw.encode()) > settings.SONOR_WS_MAX_FRAME_BYTES):
                 raise FrameTooLarge()
+            if text_data is None:
+                raise InvalidInput("Frames are JSON in text frames, not binary.")
             data = json.loads(raw)
             request_id = _request_id(data)
             frame = protocol.client_frame_adapter.validate_python(data)

@@ -85,7 +85,7 @@ account suspended) first receives `session.revoked` with a reason, then is close
   each request exactly once, with the same `id`: `ack`, a reply of its own (`welcome` for
   `hello`, `pong` for `ping`), or `error`.
 - `error` has a stable `code`, a human `message` and `extra` fields. A frame that cannot be read
-  at all (not JSON, too large) gets an `error` whose `id` is `null`. Codes on the socket
+  at all (not JSON, binary, too large) gets an `error` whose `id` is `null`. Codes on the socket
   include `invalid_input` (with `extra.errors`), `unknown_frame`, `frame_too_large` and
   `rate_limited` (with `extra.retry_after`, in seconds), besides the codes of the operation
   itself (`not_found`, `permission_denied`, ...). The socket stays open after an error.
