@@ -255,12 +255,12 @@ def group_create(request: HttpRequest, payload: GroupIn) -> Status[GroupOut]:
                                 pending=[InviteOut.of(i) for i in created.pending]))
 
 
-@router.get("rooms/{int:room_id}", response={200: RoomOut, **ERRORS})
+@router.get("rooms/{id:room_id}", response={200: RoomOut, **ERRORS})
 def room_detail(request: HttpRequest, room_id: int) -> RoomOut:
     return RoomOut.of(selectors.room_get(user=request_session(request).user, room_id=room_id))
 
 
-@router.patch("rooms/{int:room_id}", response={200: RoomOut, **ERRORS})
+@router.patch("rooms/{id:room_id}", response={200: RoomOut, **ERRORS})
 def room_rename(request: HttpRequest, room_id: int, payload: NameIn) -> RoomOut:
     """Rename a group (admins)."""
     user = request_session(request).user
@@ -268,7 +268,7 @@ def room_rename(request: HttpRequest, room_id: int, payload: NameIn) -> RoomOut:
     return _room_out(user, room)
 
 
-@router.get("rooms/{int:room_id}/messages", response={200: HistoryOut, **ERRORS})
+@router.get("rooms/{id:room_id}/messages", response={200: HistoryOut, **ERRORS})
 def room_messages(request: HttpRequest, room_id: int, query: Query[HistoryQuery]
                   ) -> HistoryOut:
     """A page of the room's stream, oldest first: after `after_seq`, else before
@@ -279,7 +279,7 @@ def room_messages(request: HttpRequest, room_id: int, query: Query[HistoryQuery]
     return HistoryOut(room=room_id, messages=page.events, has_more=page.has_more)
 
 
-@router.post("rooms/{int:room_id}/messages", response={201: SentOut, **ERRORS})
+@router.post("rooms/{id:room_id}/messages", response={201: SentOut, **ERRORS})
 def room_message_send(request: HttpRequest, room_id: int, payload: MessageIn
                       ) -> Status[SentOut]:
     """Send a message (as `chat.send`): a resend with the same client_msg_id returns the same
@@ -291,7 +291,7 @@ def room_message_send(request: HttpRequest, room_id: int, payload: MessageIn
                                message_id=event.pk if event else None))
 
 
-@router.patch("rooms/{int:room_id}/messages/{int:message_id}",
+@router.patch("rooms/{id:room_id}/messages/{id:message_id}",
               response={200: SentOut, **ERRORS})
 def room_message_edit(request: HttpRequest, room_id: int, message_id: int, payload: EditIn
                       ) -> SentOut:
@@ -301,7 +301,7 @@ def room_message_edit(request: HttpRequest, room_id: int, message_id: int, paylo
     return SentOut(seq=event.seq if event else None, message_id=message_id if event else None)
 
 
-@router.delete("rooms/{int:room_id}/messages/{int:message_id}",
+@router.delete("rooms/{id:room_id}/messages/{id:message_id}",
                response={204: None, **ERRORS})
 def room_message_delete(request: HttpRequest, room_id: int, message_id: int) -> Status[None]:
     """Delete for everyone: a tombstone stays, the text is removed."""
@@ -310,14 +310,14 @@ def room_message_delete(request: HttpRequest, room_id: int, message_id: int) -> 
     return Status(204, None)
 
 
-@router.post("rooms/{int:room_id}/read", response={200: ReadOut, **ERRORS})
+@router.post("rooms/{id:room_id}/read", response={200: ReadOut, **ERRORS})
 def room_read(request: HttpRequest, room_id: int, payload: ReadIn) -> ReadOut:
     """Mark read up to `seq`; every device of the user gets `chat.unread`."""
     return ReadOut(unread=services.room_read(user=request_session(request).user, room_id=room_id,
                                              seq=payload.seq))
 
 
-@router.get("rooms/{int:room_id}/members", response={200: list[MemberOut], **ERRORS})
+@router.get("rooms/{id:room_id}/members", response={200: list[MemberOut], **ERRORS})
 def room_members(request: HttpRequest, room_id: int, query: Query[MembersQuery]
                  ) -> list[MemberOut]:
     """Members by user id, a page at a time (names and roles; no phone numbers)."""
@@ -327,7 +327,7 @@ def room_members(request: HttpRequest, room_id: int, query: Query[MembersQuery]
                                             after_user_id=query.after, limit=query.limit)]
 
 
-@router.post("rooms/{int:room_id}/members", response={201: MemberOut, 202: InviteOut, **ERRORS})
+@router.post("rooms/{id:room_id}/members", response={201: MemberOut, 202: InviteOut, **ERRORS})
 def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Status[Any]:
     """Add a contact of yours who verified `phone` to a group (admins): 201. Anyone else is
     invited (202), as is a number no one has verified yet."""
@@ -338,14 +338,14 @@ def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Sta
     return Status(201, MemberOut.of(result))
 
 
-@router.delete("rooms/{int:room_id}/members/{int:user_id}", response={204: None, **ERRORS})
+@router.delete("rooms/{id:room_id}/members/{id:user_id}", response={204: None, **ERRORS})
 def room_member_remove(request: HttpRequest, room_id: int, user_id: int) -> Status[None]:
     services.group_member_remove(actor=request_session(request).user, room_id=room_id,
                                  user_id=user_id)
     return Status(204, None)
 
 
-@router.post("rooms/{int:room_id}/members/{int:user_id}/role",
+@router.post("rooms/{id:room_id}/members/{id:user_id}/role",
              response={200: MemberOut, **ERRORS})
 def room_member_role(request: HttpRequest, room_id: int, user_id: int, payload: RoleIn
                      ) -> MemberOut:
@@ -355,7 +355,7 @@ def room_member_role(request: HttpRequest, room_id: int, user_id: int, payload: 
     return MemberOut.of(membership)
 
 
-@router.post("rooms/{int:room_id}/leave", response={204: None, **ERRORS})
+@router.post("rooms/{id:room_id}/leave", response={204: None, **ERRORS})
 def room_leave(request: HttpRequest, room_id: int) -> Status[None]:
     services.room_leave(user=request_session(request).user, room_id=room_id)
     return Status(204, None)
@@ -369,7 +369,7 @@ def invites(request: HttpRequest) -> list[InviteOut]:
     return [InviteOut.of(i) for i in selectors.invite_list(user=request_session(request).user)]
 
 
-@router.delete("invites/{int:invite_id}", response={204: None, **ERRORS})
+@router.delete("invites/{id:invite_id}", response={204: None, **ERRORS})
 def invite_cancel(request: HttpRequest, invite_id: int) -> Status[None]:
     services.invite_cancel(user=request_session(request).user, invite_id=invite_id)
     return Status(204, None)
@@ -382,7 +382,7 @@ def invitations(request: HttpRequest) -> list[InvitationOut]:
             for i in selectors.invitation_list(user=request_session(request).user)]
 
 
-@router.post("invitations/{int:invitation_id}/accept", response={200: RoomOut, **ERRORS})
+@router.post("invitations/{id:invitation_id}/accept", response={200: RoomOut, **ERRORS})
 def invitation_accept(request: HttpRequest, invitation_id: int) -> RoomOut:
     """Join the group, or open the direct room with the one who asked."""
     user = request_session(request).user
@@ -390,7 +390,7 @@ def invitation_accept(request: HttpRequest, invitation_id: int) -> RoomOut:
     return _room_out(user, room)
 
 
-@router.post("invitations/{int:invitation_id}/decline", response={204: None, **ERRORS})
+@router.post("invitations/{id:invitation_id}/decline", response={204: None, **ERRORS})
 def invitation_decline(request: HttpRequest, invitation_id: int) -> Status[None]:
     """The one who invited is not told."""
     services.invitation_decline(user=request_session(request).user,
@@ -411,7 +411,7 @@ def block_create(request: HttpRequest, payload: BlockIn) -> Status[BlockCreatedO
     return Status(201, BlockCreatedOut(user_id=block.blocked_id, created_at=block.created_at))
 
 
-@router.delete("blocks/{int:user_id}", response={204: None, **ERRORS})
+@router.delete("blocks/{id:user_id}", response={204: None, **ERRORS})
 def block_delete(request: HttpRequest, user_id: int) -> Status[None]:
     services.user_unblock(blocker=request_session(request).user, user_id=user_id)
     return Status(204, None)

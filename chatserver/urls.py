@@ -1,7 +1,7 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
 
-from chatserver.api import citizen_api
+from chatserver.api import api_path_not_found, citizen_api, json_error_urls
 from chatserver.metrics import metrics_view
 from chatserver.views import healthz, readyz
 from chatserver.web import admin_login, demo_login, dev_outbox, index, login_page, static_file
@@ -13,8 +13,9 @@ from notify.views import email_verify_view
 urlpatterns = [
     path("admin/login/", admin_login),  # throttled; before the admin's own route
     path("admin/", admin.site.urls),
-    path("api/v1/", citizen_api.urls),
-    path("api/agency/v1/", agency_api.urls),
+    path("api/v1/", json_error_urls(citizen_api)),
+    path("api/agency/v1/", json_error_urls(agency_api)),
+    re_path(r"^api/(?:v1|agency/v1)(?:/(?P<path>.*))?$", api_path_not_found),
     path("email/verify/<str:token>", email_verify_view, name="email_verify"),
     path("healthz", healthz),
     path("readyz", readyz),

@@ -115,7 +115,7 @@ def sessions(request: HttpRequest) -> list[SessionOut]:
     ]
 
 
-@router.delete("sessions/{int:session_id}", response={204: None})
+@router.delete("sessions/{id:session_id}", response={204: None})
 def session_delete(request: HttpRequest, session_id: int) -> tuple[int, None]:
     session = selectors.session_get_own(user=request_session(request).user, session_id=session_id)
     services.session_revoke(session=session)

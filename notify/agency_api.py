@@ -9,12 +9,11 @@ from typing import Any, Literal
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
-from ninja import Header, NinjaAPI, Schema
-from ninja.errors import HttpError
+from ninja import Header, Schema
 from ninja.security import HttpBearer
 from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
-from chatserver.api import error_response, install_error_handlers
+from chatserver.api import SonorApi, error_response, install_error_handlers
 from chatserver.api_schemas import ErrorOut
 from chatserver.errors import InvalidInput
 from chatserver.throttle import throttle_check
@@ -34,7 +33,7 @@ class AgencyKeyAuth(HttpBearer):
         return agency
 
 
-agency_api = NinjaAPI(
+agency_api = SonorApi(
     title="Sonor agency API", version="1", urls_namespace="agency_api", auth=AgencyKeyAuth(),
     docs_url="/docs",
     description="For member organisations: notify a citizen by register number, read the "
@@ -43,18 +42,6 @@ agency_api = NinjaAPI(
 install_error_handlers(agency_api)
 agency_api.add_exception_handler(
     RequestDataTooBig, lambda r, e: error_response(agency_api, r, PayloadTooLarge()))
-
-
-def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    """Ninja's own HTTP errors (a body that is not JSON) in our error shape."""
-    error = InvalidInput(exc.message)
-    error.status = exc.status_code
-    if exc.status_code != 400:
-        error.code = "http_error"
-    return error_response(agency_api, request, error)
-
-
-agency_api.add_exception_handler(HttpError, _http_error)
 
 
 def _agency(request: HttpRequest) -> Agency:
@@ -229,7 +216,7 @@ def notification_send(
     return 202, NotificationAccepted(id=notification.pk, created_at=notification.created_at)
 
 
-@agency_api.get("notifications/{notification_id}", response={200: NotificationStatusOut,
+@agency_api.get("notifications/{id:notification_id}", response={200: NotificationStatusOut,
                                                              **ERRORS}, tags=["notifications"])
 def notification_status(request: HttpRequest, notification_id: int) -> NotificationStatusOut:
     """Delivery status per channel, for the sending agency only. Each read is written to the
@@ -260,14 +247,14 @@ def broadcast_create(
     return 202, BroadcastOut.of(broadcast)
 
 
-@agency_api.get("broadcasts/{broadcast_id}", response={200: BroadcastOut, **ERRORS},
+@agency_api.get("broadcasts/{id:broadcast_id}", response={200: BroadcastOut, **ERRORS},
                 tags=["broadcasts"])
 def broadcast_status(request: HttpRequest, broadcast_id: int) -> BroadcastOut:
     return BroadcastOut.of(selectors.broadcast_get(agency=_agency(request),
                                                    broadcast_id=broadcast_id))
 
 
-@agency_api.post("broadcasts/{broadcast_id}/cancel", response={200: BroadcastOut, **ERRORS},
+@agency_api.post("broadcasts/{id:broadcast_id}/cancel", response={200: BroadcastOut, **ERRORS},
                  tags=["broadcasts"])
 def broadcast_cancel(request: HttpRequest, broadcast_id: int) -> BroadcastOut:
     """Cancel before it starts; a running one stops before its next batch."""

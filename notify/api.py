@@ -134,14 +134,14 @@ def inbox_read(request: HttpRequest, payload: ReadIn) -> ReadOut:
     return ReadOut(updated=updated, unread=services.unread_count(user=user))
 
 
-@router.post("inbox/{notification_id}/archive", response={200: InboxItemOut, **ERRORS})
+@router.post("inbox/{id:notification_id}/archive", response={200: InboxItemOut, **ERRORS})
 def inbox_archive(request: HttpRequest, notification_id: int) -> InboxItemOut:
     notification = services.notification_archive(user=request_session(request).user,
                                                  notification_id=notification_id)
     return InboxItemOut.of(notification)
 
 
-@router.post("inbox/{notification_id}/report", response={200: ReportOut, **ERRORS})
+@router.post("inbox/{id:notification_id}/report", response={200: ReportOut, **ERRORS})
 def inbox_report(request: HttpRequest, notification_id: int, payload: ReportIn) -> ReportOut:
     """This notification was meant for someone else (misaddressed): it leaves the inbox and
     the unread count, and the sending agency and staff see the report."""

@@ -89,7 +89,7 @@ def device_add(request: HttpRequest, payload: DeviceIn) -> tuple[int, DeviceOut]
     return 201, DeviceOut(id=device.pk, platform=device.platform, name=device.name)
 
 
-@router.delete("devices/{int:device_id}", response={204: None})
+@router.delete("devices/{id:device_id}", response={204: None})
 def device_remove(request: HttpRequest, device_id: int) -> tuple[int, None]:
     preferences.device_delete(user=request_session(request).user, device_id=device_id)
     return 204, None
