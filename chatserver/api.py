@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
 
 from chatserver.api_schemas import ErrorOut
 from chatserver.errors import (
@@ -124,8 +125,23 @@ ERROR_ANSWERS: dict[int, str] = {
 }
 
 
+class ObjectBodyParser(Parser):
+    """Every request body of both APIs is a JSON object: anything else is refused (400)
+    before it reaches a schema that might take it for an empty object."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        data = super().parse_body(request)
+        if not isinstance(data, dict):
+            raise ValueError("the body is not a JSON object")
+        return data
+
+
 class SonorApi(NinjaAPI):
-    """A NinjaAPI whose OpenAPI document lists ERROR_ANSWERS on every operation."""
+    """A NinjaAPI whose bodies are JSON objects and whose OpenAPI document lists
+    ERROR_ANSWERS on every operation."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(parser=ObjectBodyParser(), **kwargs)
 
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
         schema = super().get_openapi_schema(*args, **kwargs)
@@ -134,6 +150,11 @@ class SonorApi(NinjaAPI):
         error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
         for path_item in schema["paths"].values():
             for operation in path_item.values():
+                # An optional body is left out, not sent as null (ObjectBodyParser).
+                for content in operation.get("requestBody", {}).get("content", {}).values():
+                    variants = content["schema"].get("anyOf", [])
+                    if {"type": "null"} in variants and len(variants) == 2:
+                        content["schema"] = next(v for v in variants if v != {"type": "null"})
                 responses = operation.setdefault("responses", {})
                 for status, description in ERROR_ANSWERS.items():
                     responses[status] = {"description": description, "content": error}

@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from chatserver import protocol, selectors, services
-from chatserver.api_schemas import ErrorOut
+from chatserver.api_schemas import ONE_LINE, PHONE, VISIBLE_TEXT, ErrorOut, IdIn
 from chatserver.models import Block, Membership, PendingInvite, Room
 from identity.models import User
 from identity.ws_auth import request_session
@@ -130,13 +130,18 @@ class MembersQuery(Schema):
     limit: int = Field(500, ge=1, le=1000)
 
 
-class PhoneIn(Schema):
-    phone: str = Field(max_length=32)
+class ContactPhoneIn(Schema):
+    phone: str = Field(max_length=32, json_schema_extra=PHONE)
+
+
+GROUP_NAME = {"maxLength": 100, "pattern": ONE_LINE,
+              "description": "One line of at most 100 characters."}
 
 
 class GroupIn(Schema):
-    name: str = Field(min_length=1, max_length=200)
-    phones: list[str] = Field(default_factory=list, max_length=200)
+    name: str = Field(min_length=1, max_length=200, json_schema_extra=GROUP_NAME)
+    phones: list[str] = Field(default_factory=list, max_length=200,
+                              json_schema_extra={"items": {"type": "string", **PHONE}})
 
 
 class GroupOut(Schema):
@@ -145,21 +150,27 @@ class GroupOut(Schema):
 
 
 class NameIn(Schema):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, json_schema_extra=GROUP_NAME)
 
 
 class RoleIn(Schema):
     role: Literal["owner", "admin", "member"]
 
 
+# Checked by the service after NFC normalisation and removal of invisible formatting.
+MESSAGE_TEXT = {"minLength": 1, "maxLength": 4096, "pattern": VISIBLE_TEXT,
+                "description": "At most 4,096 characters, something visible among them; "
+                               "no control characters but newline and tab."}
+
+
 class MessageIn(Schema):
     client_msg_id: str = Field(min_length=1, max_length=64)
-    text: str = Field(max_length=16_384)
+    text: str = Field(max_length=16_384, json_schema_extra=MESSAGE_TEXT)
     confirm_pii: bool = False
 
 
 class EditIn(Schema):
-    text: str = Field(max_length=16_384)
+    text: str = Field(max_length=16_384, json_schema_extra=MESSAGE_TEXT)
     confirm_pii: bool = False
 
 
@@ -179,7 +190,7 @@ class ReadOut(Schema):
 
 
 class BlockIn(Schema):
-    user_id: int
+    user_id: IdIn
 
 
 class BlockCreatedOut(Schema):
@@ -203,8 +214,15 @@ class BlockOut(Schema):
 class ReportIn(Schema):
     """Either `message_id` or `user_id`."""
 
-    message_id: int | None = None
-    user_id: int | None = None
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["message_id"], "properties": {"message_id": {"type": "integer"},
+                                                    "user_id": {"type": "null"}}},
+        {"required": ["user_id"], "properties": {"user_id": {"type": "integer"},
+                                                 "message_id": {"type": "null"}}},
+    ]})
+
+    message_id: IdIn | None = None
+    user_id: IdIn | None = None
     reason: str = Field(min_length=1, max_length=services.REPORT_REASON_MAX)
 
     @model_validator(mode="after")
@@ -233,7 +251,7 @@ def rooms(request: HttpRequest) -> list[RoomOut]:
 
 
 @router.post("rooms/direct", response={201: RoomOut, 202: InviteOut, **ERRORS})
-def room_direct(request: HttpRequest, payload: PhoneIn) -> Status[Any]:
+def room_direct(request: HttpRequest, payload: ContactPhoneIn) -> Status[Any]:
     """The direct room with whoever verified `phone`, if you have talked before (the same
     room when asked again): 201. Otherwise a message request (202): the owner of the number
     accepts or declines it, and the room appears (with their name) once they accept. A
@@ -328,7 +346,7 @@ def room_members(request: HttpRequest, room_id: int, query: Query[MembersQuery]
 
 
 @router.post("rooms/{id:room_id}/members", response={201: MemberOut, 202: InviteOut, **ERRORS})
-def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Status[Any]:
+def room_member_add(request: HttpRequest, room_id: int, payload: ContactPhoneIn) -> Status[Any]:
     """Add a contact of yours who verified `phone` to a group (admins): 201. Anyone else is
     invited (202), as is a number no one has verified yet."""
     result = services.group_member_add(actor=request_session(request).user, room_id=room_id,

@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
 from pydantic import Field
 
+from chatserver.api_schemas import PHONE
 from chatserver.errors import OriginForbidden
 from chatserver.web import session_cookie_set
 from identity import selectors, services
@@ -28,12 +29,13 @@ class MeOut(Schema):
 
 
 class PhoneIn(Schema):
-    phone: str = Field(max_length=32)
+    phone: str = Field(max_length=32, json_schema_extra=PHONE)
 
 
 class PhoneVerifyIn(Schema):
-    phone: str = Field(max_length=32)
-    code: str = Field(max_length=12)
+    phone: str = Field(max_length=32, json_schema_extra=PHONE)
+    code: str = Field(max_length=12, json_schema_extra={"pattern": "^[0-9]{6}$"},
+                      description="The six digits of the SMS.")
 
 
 class PhoneStartOut(Schema):

@@ -4,17 +4,24 @@ scoped to its agency, and rate-limited per agency across processes."""
 
 import re
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from ninja import Header, Schema
 from ninja.security import HttpBearer
-from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from chatserver.api import SonorApi, error_response, install_error_handlers
-from chatserver.api_schemas import ErrorOut
+from chatserver.api_schemas import REGISTER_NUMBER, ErrorOut
 from chatserver.errors import InvalidInput
 from chatserver.throttle import throttle_check
 from notify import broadcasts, selectors, services
@@ -23,6 +30,10 @@ from notify.errors import PayloadTooLarge
 from notify.models import Agency, Broadcast, Notification
 
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
+# Checked by _idempotency_key (400 with the field named); the document states the rule.
+IdempotencyKey = Annotated[str | None, WithJsonSchema({
+    "type": "string", "pattern": _IDEMPOTENCY_KEY_RE.pattern,
+    "description": "1 to 200 printable ASCII characters, no spaces."})]
 
 
 class AgencyKeyAuth(HttpBearer):
@@ -67,9 +78,13 @@ AgencyCategory = Literal["service_request", "petition", "complaint", "payment", 
 class _In(Schema):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    title: str = Field(min_length=1, max_length=services.TITLE_MAX)
-    body: str = Field(min_length=1, max_length=services.BODY_MAX)
-    link: str = Field("", max_length=services.LINK_MAX, description="https:// only")
+    # Leading and trailing spaces are stripped: something must be left.
+    title: str = Field(min_length=1, max_length=services.TITLE_MAX,
+                       json_schema_extra={"pattern": r"\S"})
+    body: str = Field(min_length=1, max_length=services.BODY_MAX,
+                      json_schema_extra={"pattern": r"\S"})
+    link: str = Field("", max_length=services.LINK_MAX, description="https:// only",
+                      json_schema_extra={"pattern": r"^(https://[^\s/]+.*)?$"})
     reference: str = Field("", max_length=services.REFERENCE_MAX,
                            description="The agency's own request number.")
 
@@ -82,7 +97,14 @@ class _In(Schema):
 
 
 class NotificationIn(_In):
-    register_number: str = Field(max_length=20, description="The citizen's, e.g. УБ99011512.")
+    # A payment notice needs its amount and due date.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"category": {"not": {"const": "payment"}}}},
+        {"required": ["amount_mnt", "due_date"],
+         "properties": {"amount_mnt": {"type": "integer"}, "due_date": {"type": "string"}}},
+    ]})
+
+    register_number: str = Field(max_length=20, json_schema_extra=REGISTER_NUMBER)
     category: AgencyCategory
     amount_mnt: int | None = Field(None, gt=0, le=services.AMOUNT_MAX,
                                    description="Payments: the amount in tögrög.")
@@ -138,11 +160,31 @@ class NotificationStatusOut(Schema):
 
 
 class BroadcastIn(_In):
+    # register_numbers go with audience `list` (and only with it); maintenance_at with
+    # category `system` (and only with it).
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        {"oneOf": [
+            {"properties": {"audience": {"const": "all"},
+                            "register_numbers": {"type": "null"}}},
+            {"required": ["register_numbers"],
+             "properties": {"audience": {"const": "list"},
+                            "register_numbers": {"type": "array", "minItems": 1}}},
+        ]},
+        {"oneOf": [
+            {"properties": {"category": {"not": {"const": "system"}},
+                            "maintenance_at": {"type": "null"}}},
+            {"required": ["maintenance_at"],
+             "properties": {"category": {"const": "system"},
+                            "maintenance_at": {"type": "string"}}},
+        ]},
+    ]})
+
     category: Literal["service_request", "petition", "complaint", "system", "security"]
     audience: Literal["all", "list"]
     register_numbers: list[str] | None = Field(
         None, max_length=settings.SONOR_BROADCAST_MAX_RECIPIENTS,
-        description="With audience `list`: the citizens' register numbers.")
+        description="With audience `list`: the citizens' register numbers.",
+        json_schema_extra={"items": {"type": "string", **REGISTER_NUMBER}})
     starts_at: AwareDatetime | None = Field(None, description="Default: now.")
     maintenance_at: AwareDatetime | None = Field(
         None, description="Category system: when the maintenance begins; at least two "
@@ -197,7 +239,7 @@ def _status_of(n: Notification) -> NotificationStatusOut:
                  tags=["notifications"])
 def notification_send(
     request: HttpRequest, payload: NotificationIn, response: HttpResponse,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+    idempotency_key: IdempotencyKey = Header(None, alias="Idempotency-Key"),  # noqa: B008
 ) -> tuple[int, NotificationAccepted]:
     """Notify one citizen. With an `Idempotency-Key`, a retry returns the first answer
     (header `Idempotent-Replayed: true`); the same key with a different body is 409.
@@ -228,7 +270,7 @@ def notification_status(request: HttpRequest, notification_id: int) -> Notificat
 @agency_api.post("broadcasts", response={202: BroadcastOut, **ERRORS}, tags=["broadcasts"])
 def broadcast_create(
     request: HttpRequest, payload: BroadcastIn, response: HttpResponse,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+    idempotency_key: IdempotencyKey = Header(None, alias="Idempotency-Key"),  # noqa: B008
 ) -> tuple[int, BroadcastOut]:
     """Schedule a broadcast to all citizens or a list; workers fan it out in batches and
     `GET broadcasts/{id}` shows done/total. The agency's scopes limit its categories, and

@@ -4,8 +4,9 @@ from datetime import time
 
 from django.http import HttpRequest
 from ninja import Router, Schema
-from pydantic import Field
+from pydantic import Field, StrictBool
 
+from chatserver.api_schemas import IdIn
 from identity.ws_auth import request_session
 from notify import preferences
 
@@ -28,19 +29,30 @@ class PreferencesOut(Schema):
     muted_agencies: list[int]
 
 
+# {category: {channel: on}}; a switch that is locked on (LOCKED_ON) takes only true.
+CHANNELS_SCHEMA = {"anyOf": [{"type": "object", "additionalProperties": False, "properties": {
+    category: {"type": "object", "additionalProperties": False, "properties": {
+        channel: {"const": True} if (category, channel) in preferences.LOCKED_ON
+        else {"type": "boolean"} for channel in preferences.CHANNELS}}
+    for category in preferences.CATEGORIES}}, {"type": "null"}]}
+
+
 class PreferencesIn(Schema):
-    channels: dict[str, dict[str, bool]] | None = None
+    channels: dict[str, dict[str, StrictBool]] | None = Field(
+        None, json_schema_extra=CHANNELS_SCHEMA)
     quiet_hours: QuietHours | None = Field(None, description="null clears them")
-    private_previews: bool | None = None
-    language: str | None = None
-    muted_agencies: list[int] | None = Field(None, max_length=500)
-    email: str | None = Field(None, max_length=254,
-                              description="a confirmation link is sent to it")
+    private_previews: StrictBool | None = None
+    language: str | None = Field(None, json_schema_extra={"enum": ["mn", "en", None]})
+    muted_agencies: list[IdIn] | None = Field(None, max_length=500)
+    email: str | None = Field(
+        None, max_length=254, description="a confirmation link is sent to it; empty: no change",
+        json_schema_extra={"anyOf": [{"type": "string", "format": "email", "maxLength": 254},
+                                     {"type": "string", "maxLength": 0}, {"type": "null"}]})
 
 
 class DeviceIn(Schema):
     token: str = Field(min_length=10, max_length=4096)
-    platform: str
+    platform: str = Field(json_schema_extra={"enum": ["android", "ios", "web"]})
     name: str = Field("", max_length=120)
 
 
