@@ -15,6 +15,7 @@ from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.test import Client
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -94,3 +95,24 @@ def test_the_citizen_api_keeps_its_openapi_contract(
 def test_the_agency_api_keeps_its_openapi_contract(
         case: schemathesis.Case, agency_headers: dict[str, str]) -> None:
     case.call_and_validate(headers=agency_headers)
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("get", "/api/v1/no-such-thing", 404),
+    ("post", "/api/v1/rooms/not-a-number/messages", 404),
+    ("delete", "/api/v1/sessions/99999999999999999999999", 404),  # past a 64-bit id
+    ("get", "/api/agency/v1/no/such/thing", 404),
+    ("get", "/api/v1", 404),
+    ("put", "/api/v1/me", 405),
+    ("delete", "/api/agency/v1/notifications", 405),
+])
+def test_every_path_under_the_api_prefixes_answers_json(
+        client: Client, citizen_headers: dict[str, str], method: str, path: str,
+        status: int) -> None:
+    response = getattr(client, method)(path, headers=citizen_headers)
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    assert set(response.json()) == {"code", "message", "extra"}
+    if status == 405:
+        assert response.json()["code"] == "method_not_allowed"
+        assert response["Allow"]
