@@ -115,11 +115,9 @@ def test_a_killed_server_loses_no_acked_message_and_resends_store_nothing_twice(
     assert len(stored) == CLIENTS * MESSAGES_EACH
     assert RoomEvent.objects.filter(room_id=room.pk, kind="message").count() == len(stored)
     assert room_seqs(room.pk) == list(range(1, start_seq + len(stored) + 1))
-    # Messages in flight at the kill were sent again (those whose ack had not reached the
-    # client); a resend of one the dead server had stored got its seq back (checked above),
-    # never a second row.
-    resent = [cmid for s in senders for cmid in s.resent]
-    assert resent and set(resent) <= set(in_flight_at_kill)
+    # Messages without an ack at the kill were sent again; whether the dead server had
+    # stored them or not, each is one row with the seq of its (second) ack, checked above.
+    assert any(s.resent for s in senders)
 
 
 def test_a_resend_after_reconnect_gets_the_stored_seq_and_no_duplicate(
