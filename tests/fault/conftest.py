@@ -57,12 +57,13 @@ async def answer(ws: ClientConnection, request_id: str, timeout: float = 30) -> 
 async def open_socket(url: str, token: str, rooms: dict[int, int], **kwargs: Any
                       ) -> tuple[ClientConnection, protocol.Welcome]:
     """A device socket after hello with these last-seen room seqs; the events that follow
-    `welcome` are left to the caller."""
+    `welcome` are left to the caller. Live room events may come before `welcome` (the socket
+    follows its rooms from the connect on): a client drops those it gets again."""
     ws = await connect(f"{url}/ws/v1", additional_headers={"Authorization": f"Bearer {token}"},
                        max_size=2**22, open_timeout=20, **kwargs)
     await ws.send(json.dumps({"type": "hello", "id": "h",
                               "resume": {"rooms": {str(k): v for k, v in rooms.items()}}}))
-    welcome = await receive(ws, timeout=30)
+    welcome = await answer(ws, "h")
     assert isinstance(welcome, protocol.Welcome), welcome
     return ws, welcome
 
