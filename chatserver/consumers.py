@@ -23,11 +23,13 @@ import time
 import uuid
 from typing import Any
 
+import redis
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
@@ -39,6 +41,7 @@ from chatserver.errors import (
     InvalidInput,
     OriginForbidden,
     RateLimited,
+    ServiceUnavailable,
     UnknownFrame,
 )
 from chatserver.loop_local import LoopLocal
@@ -53,6 +56,10 @@ from identity.selectors import session_end_reasons
 from identity.ws_auth import scope_authenticate, scope_client
 
 log = logging.getLogger(__name__)
+
+# A database or Redis that does not answer (restarting, failing over).
+STORE_DOWN = (OperationalError, InterfaceError, redis.exceptions.ConnectionError,
+              redis.exceptions.TimeoutError)
 
 ROOM_FRAMES_DROPPED = Counter(
     "sonor_room_frames_dropped_total",
@@ -208,6 +215,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             replies = await HANDLERS[frame.type](self, frame)
         except AppError as exc:
             replies = [_error_frame(request_id, exc)]
+        except STORE_DOWN as exc:  # nothing was done: the client retries, the socket stays
+            log.warning("%s refused, a store is unreachable: %s", frame.type, exc)
+            replies = [_error_frame(request_id, ServiceUnavailable())]
         finally:
             self.handling = False
         for reply in replies:
