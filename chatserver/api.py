@@ -10,6 +10,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
@@ -81,8 +82,9 @@ def error_response(api: NinjaAPI, request: HttpRequest, exc: AppError) -> HttpRe
 
 def install_error_handlers(api: NinjaAPI) -> None:
     api.add_exception_handler(AppError, lambda r, e: error_response(api, r, e))
-    # A database that does not answer (restarting, failing over): nothing was done, retry.
-    for db_error in (OperationalError, InterfaceError):
+    # A database or Redis that does not answer (restarting, failing over): retry.
+    for db_error in (OperationalError, InterfaceError, redis.exceptions.ConnectionError,
+                     redis.exceptions.TimeoutError):
         api.add_exception_handler(
             db_error, lambda r, e: error_response(api, r, ServiceUnavailable()))
 
