@@ -223,7 +223,8 @@ class ReportIn(Schema):
 
     message_id: IdIn | None = None
     user_id: IdIn | None = None
-    reason: str = Field(min_length=1, max_length=services.REPORT_REASON_MAX)
+    reason: str = Field(min_length=1, max_length=services.REPORT_REASON_MAX,
+                        json_schema_extra={"pattern": r"\S"})  # not blank
 
     @model_validator(mode="after")
     def one_of(self) -> "ReportIn":

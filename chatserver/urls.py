@@ -15,7 +15,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", json_error_urls(citizen_api)),
     path("api/agency/v1/", json_error_urls(agency_api)),
-    re_path(r"^api/(?:v1|agency/v1)(?:/(?P<path>.*))?$", api_path_not_found),
+    re_path(r"^api/(?:v1|agency/v1)(?:/(?P<path>[\s\S]*))?$", api_path_not_found),
     path("email/verify/<str:token>", email_verify_view, name="email_verify"),
     path("healthz", healthz),
     path("readyz", readyz),

@@ -105,7 +105,8 @@ class InboxReadOut(Schema):
 
 
 class InboxReportIn(Schema):
-    reason: str = Field(min_length=1, max_length=services.REPORT_REASON_MAX)
+    reason: str = Field(min_length=1, max_length=services.REPORT_REASON_MAX,
+                        json_schema_extra={"pattern": r"\S"})  # not blank
 
 
 class InboxReportOut(Schema):

@@ -4,7 +4,7 @@ from datetime import time
 
 from django.http import HttpRequest
 from ninja import Router, Schema
-from pydantic import Field, StrictBool
+from pydantic import Field, StrictBool, field_validator
 
 from chatserver.api_schemas import IdIn
 from identity.ws_auth import request_session
@@ -13,9 +13,20 @@ from notify import preferences
 router = Router(tags=["preferences"])
 
 
+# Wall-clock times in Asia/Ulaanbaatar ("22:00", "07:30:00"), without an offset.
+LOCAL_TIME = {"format": "local-time", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"}
+
+
 class QuietHours(Schema):
-    start: time
-    end: time
+    start: time = Field(json_schema_extra=LOCAL_TIME)
+    end: time = Field(json_schema_extra=LOCAL_TIME)
+
+    @field_validator("start", "end")
+    @classmethod
+    def local(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("a local time, without an offset")
+        return value
 
 
 class PreferencesOut(Schema):
