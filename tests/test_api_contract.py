@@ -23,15 +23,16 @@ from identity.models import User
 from notify.agency_services import agency_create
 
 # Operations whose schema-valid requests the server may still refuse, because the rule is a
-# secret or the calendar, which no schema can state: a code the SMS carried, a cursor the
-# server did not issue (400), maintenance announced fewer than two working days ahead (422).
+# secret, the data or the calendar, which no schema can state: a code the SMS carried, a
+# cursor the server did not issue, an agency id that names no agency (400), maintenance
+# announced fewer than two working days ahead (422).
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 CONFIG = schemathesis.Config.from_dict({
     "generation": {"mode": "all", "max-examples": 10, "deterministic": True},
     "phases": {"stateful": {"enabled": False}},
     "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
     "operations": [
-        {"include-path-regex": "/(phones/verify|account/close|inbox)$",
+        {"include-path-regex": "/(phones/verify|account/close|inbox|preferences)$",
          "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]}}},
         # 422 maintenance_notice_too_short
         {"include-path-regex": "/broadcasts$",
@@ -39,7 +40,9 @@ CONFIG = schemathesis.Config.from_dict({
     ],
 })
 
-# The strings the documents describe by format (see chatserver/api_schemas.py).
+# The strings the documents describe by format (see chatserver/api_schemas.py and the
+# quiet hours in notify/preferences_api.py).
+schemathesis.openapi.format("local-time", st.times().map(lambda t: f"{t:%H:%M}"))
 schemathesis.openapi.format("phone", st.one_of(
     st.from_regex(r"\+976(88|99|91|95|94|80|85)[0-9]{6}", fullmatch=True),
     st.from_regex(r"(88|99|91)[0-9]{6}", fullmatch=True)))
