@@ -1,10 +1,10 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
 from django.views.i18n import set_language
 
 from chatserver.core.metrics import metrics_view
 from chatserver.http.agency_api import agency_api
-from chatserver.http.api import citizen_api
+from chatserver.http.api import api_path_not_found, citizen_api, json_error_urls
 from chatserver.http.health import healthz, readyz
 from chatserver.http.pages import (
     admin_login,
@@ -22,8 +22,9 @@ from notify.views import email_verify_view
 urlpatterns = [
     path("admin/login/", admin_login),  # throttled; before the admin's own route
     path("admin/", admin.site.urls),
-    path("api/v1/", citizen_api.urls),
-    path("api/agency/v1/", agency_api.urls),
+    path("api/v1/", json_error_urls(citizen_api)),
+    path("api/agency/v1/", json_error_urls(agency_api)),
+    re_path(r"^api/(?:v1|agency/v1)(?:/(?P<path>[\s\S]*))?$", api_path_not_found),
     path("email/verify/<str:token>", email_verify_view, name="email_verify"),
     path("healthz", healthz),
     path("readyz", readyz),

@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
 from pydantic import Field
 
+from chatserver.core.api_schemas import PHONE
 from chatserver.core.errors import OriginForbidden
 from chatserver.core.web import session_cookie_set
 from identity import selectors, services
@@ -28,12 +29,13 @@ class MeOut(Schema):
 
 
 class PhoneIn(Schema):
-    phone: str = Field(max_length=32)
+    phone: str = Field(max_length=32, json_schema_extra=PHONE)
 
 
 class PhoneVerifyIn(Schema):
-    phone: str = Field(max_length=32)
-    code: str = Field(max_length=12)
+    phone: str = Field(max_length=32, json_schema_extra=PHONE)
+    code: str = Field(max_length=12, json_schema_extra={"pattern": "^[0-9]{6}$"},
+                      description="The six digits of the SMS.")
 
 
 class PhoneStartOut(Schema):
@@ -115,7 +117,7 @@ def sessions(request: HttpRequest) -> list[SessionOut]:
     ]
 
 
-@router.delete("sessions/{int:session_id}", response={204: None})
+@router.delete("sessions/{id:session_id}", response={204: None})
 def session_delete(request: HttpRequest, session_id: int) -> tuple[int, None]:
     session = selectors.session_get_own(user=request_session(request).user, session_id=session_id)
     services.session_revoke(session=session)

@@ -8,9 +8,9 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Query, Router, Schema
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
-from chatserver.core.api_schemas import ErrorOut
+from chatserver.core.api_schemas import ErrorOut, IdIn
 from identity.ws_auth import request_session
 from notify import selectors, services
 from notify.models import Notification
@@ -79,29 +79,37 @@ class InboxFilters(Schema):
     limit: int = Field(50, ge=1, le=100)
 
 
-class ReadIn(Schema):
+class InboxReadIn(Schema):
     """Either `ids` (at most 500) or `all: true`."""
 
-    ids: list[int] | None = Field(None, min_length=1, max_length=500)
-    all: bool = False
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["ids"], "properties": {"ids": {"type": "array"},
+                                             "all": {"const": False}}},
+        {"required": ["all"], "properties": {"all": {"const": True},
+                                             "ids": {"type": "null"}}},
+    ]})
+
+    ids: list[IdIn] | None = Field(None, min_length=1, max_length=500)
+    all: StrictBool = False
 
     @model_validator(mode="after")
-    def one_of(self) -> "ReadIn":
+    def one_of(self) -> "InboxReadIn":
         if bool(self.ids) == self.all:
             raise ValueError("give either ids or all: true")
         return self
 
 
-class ReadOut(Schema):
+class InboxReadOut(Schema):
     updated: int
     unread: int
 
 
-class ReportIn(Schema):
-    reason: str = Field(min_length=1, max_length=services.REPORT_REASON_MAX)
+class InboxReportIn(Schema):
+    reason: str = Field(min_length=1, max_length=services.REPORT_REASON_MAX,
+                        json_schema_extra={"pattern": r"\S"})  # not blank
 
 
-class ReportOut(Schema):
+class InboxReportOut(Schema):
     id: int
     reported_at: datetime
     unread: int
@@ -123,33 +131,34 @@ def inbox(request: HttpRequest, filters: Query[InboxFilters]) -> InboxPageOut:
                         unread=services.unread_count(user=user))
 
 
-@router.post("inbox/read", response={200: ReadOut, **ERRORS})
-def inbox_read(request: HttpRequest, payload: ReadIn) -> ReadOut:
+@router.post("inbox/read", response={200: InboxReadOut, **ERRORS})
+def inbox_read(request: HttpRequest, payload: InboxReadIn) -> InboxReadOut:
     """Mark notifications read; every device of the user gets `notify.unread`."""
     user = request_session(request).user
     if payload.all:
         updated = services.notifications_mark_all_read(user=user)
     else:
         updated = services.notifications_mark_read(user=user, ids=payload.ids or [])
-    return ReadOut(updated=updated, unread=services.unread_count(user=user))
+    return InboxReadOut(updated=updated, unread=services.unread_count(user=user))
 
 
-@router.post("inbox/{notification_id}/archive", response={200: InboxItemOut, **ERRORS})
+@router.post("inbox/{id:notification_id}/archive", response={200: InboxItemOut, **ERRORS})
 def inbox_archive(request: HttpRequest, notification_id: int) -> InboxItemOut:
     notification = services.notification_archive(user=request_session(request).user,
                                                  notification_id=notification_id)
     return InboxItemOut.of(notification)
 
 
-@router.post("inbox/{notification_id}/report", response={200: ReportOut, **ERRORS})
-def inbox_report(request: HttpRequest, notification_id: int, payload: ReportIn) -> ReportOut:
+@router.post("inbox/{id:notification_id}/report", response={200: InboxReportOut, **ERRORS})
+def inbox_report(request: HttpRequest, notification_id: int, payload: InboxReportIn
+                 ) -> InboxReportOut:
     """This notification was meant for someone else (misaddressed): it leaves the inbox and
     the unread count, and the sending agency and staff see the report."""
     user = request_session(request).user
     notification = services.notification_report(user=user, notification_id=notification_id,
                                                 reason=payload.reason)
     assert notification.reported_at is not None
-    return ReportOut(id=notification.pk, reported_at=notification.reported_at,
+    return InboxReportOut(id=notification.pk, reported_at=notification.reported_at,
                      unread=services.unread_count(user=user))
 
 

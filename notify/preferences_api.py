@@ -5,17 +5,29 @@ from typing import Literal
 
 from django.http import HttpRequest
 from ninja import Router, Schema
-from pydantic import Field
+from pydantic import Field, StrictBool, field_validator
 
+from chatserver.core.api_schemas import IdIn
 from identity.ws_auth import request_session
 from notify import preferences
 
 router = Router(tags=["preferences"])
 
 
+# Wall-clock times in Asia/Ulaanbaatar ("22:00", "07:30:00"), without an offset.
+LOCAL_TIME = {"format": "local-time", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"}
+
+
 class QuietHours(Schema):
-    start: time
-    end: time
+    start: time = Field(json_schema_extra=LOCAL_TIME)
+    end: time = Field(json_schema_extra=LOCAL_TIME)
+
+    @field_validator("start", "end")
+    @classmethod
+    def local(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("a local time, without an offset")
+        return value
 
 
 class PreferencesOut(Schema):
@@ -29,19 +41,30 @@ class PreferencesOut(Schema):
     muted_agencies: list[int]
 
 
+# {category: {channel: on}}; a switch that is locked on (LOCKED_ON) takes only true.
+CHANNELS_SCHEMA = {"anyOf": [{"type": "object", "additionalProperties": False, "properties": {
+    category: {"type": "object", "additionalProperties": False, "properties": {
+        channel: {"const": True} if (category, channel) in preferences.LOCKED_ON
+        else {"type": "boolean"} for channel in preferences.CHANNELS}}
+    for category in preferences.CATEGORIES}}, {"type": "null"}]}
+
+
 class PreferencesIn(Schema):
-    channels: dict[str, dict[str, bool]] | None = None
+    channels: dict[str, dict[str, StrictBool]] | None = Field(
+        None, json_schema_extra=CHANNELS_SCHEMA)
     quiet_hours: QuietHours | None = Field(None, description="null clears them")
-    private_previews: bool | None = None
-    language: str | None = None
-    muted_agencies: list[int] | None = Field(None, max_length=500)
-    email: str | None = Field(None, max_length=254,
-                              description="a confirmation link is sent to it")
+    private_previews: StrictBool | None = None
+    language: str | None = Field(None, json_schema_extra={"enum": ["mn", "en", None]})
+    muted_agencies: list[IdIn] | None = Field(None, max_length=500)
+    email: str | None = Field(
+        None, max_length=254, description="a confirmation link is sent to it; empty: no change",
+        json_schema_extra={"anyOf": [{"type": "string", "format": "email", "maxLength": 254},
+                                     {"type": "string", "maxLength": 0}, {"type": "null"}]})
 
 
 class DeviceIn(Schema):
     token: str = Field(min_length=10, max_length=4096)
-    platform: str
+    platform: str = Field(json_schema_extra={"enum": ["android", "ios", "web"]})
     name: str = Field("", max_length=120)
 
 
@@ -90,7 +113,7 @@ def device_add(request: HttpRequest, payload: DeviceIn) -> tuple[int, DeviceOut]
     return 201, DeviceOut(id=device.pk, platform=device.platform, name=device.name)
 
 
-@router.delete("devices/{int:device_id}", response={204: None})
+@router.delete("devices/{id:device_id}", response={204: None})
 def device_remove(request: HttpRequest, device_id: int) -> tuple[int, None]:
     preferences.device_delete(user=request_session(request).user, device_id=device_id)
     return 204, None

@@ -1,8 +1,20 @@
 """Schemas every API router shares (a leaf: it imports nothing of ours)."""
 
-from typing import Any
+from typing import Annotated, Any
 
 from ninja import Schema
+from pydantic import BeforeValidator, Field
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON integer (5 or 5.0), not "5" nor true, which a lax int would take."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("an integer")
+    return value
+
+
+# An id in a body: a JSON integer within the database's 64-bit ids.
+IdIn = Annotated[int, Field(ge=-2**63 + 1, le=2**63 - 1), BeforeValidator(_json_integer)]
 
 
 class ErrorOut(Schema):
@@ -12,3 +24,23 @@ class ErrorOut(Schema):
     code: str
     message: str
     extra: dict[str, Any]
+
+
+# Documented shapes of strings whose full rule is the server's (a valid phone number, a real
+# birth date): the pattern gives the syntax, the format names the rule.
+PHONE = {"format": "phone",
+         "description": "A phone number: international (+976...) or Mongolian national "
+                        "(8 digits); it must be a real number (mobile where a code is sent)."}
+REGISTER_NUMBER = {
+    "format": "register-number",
+    "pattern": r"^\s*[А-ЯЁӨҮа-яёөү]{2}\s*[0-9]{2}(0[1-9]|1[0-2]|2[1-9]|3[0-2])"
+               r"(0[1-9]|[12][0-9]|3[01])[0-9]{2}\s*$",
+    "description": "A citizen's register number: two Mongolian Cyrillic letters and eight "
+                   "digits, the first six a real birth date not in the future (YYMMDD, the "
+                   "month plus 20 for births from 2000), e.g. УБ99011512.",
+}
+# Text a person reads: no control characters but newline and tab (lines: neither), and
+# something visible: not only spaces or invisible formatting, which the server removes.
+_VISIBLE = r"[^\x00-\x20\x7f-\xa0\xad\u1680\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff]"
+VISIBLE_TEXT = rf"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*{_VISIBLE}[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+ONE_LINE = rf"^[^\x00-\x1f\x7f-\x9f]*{_VISIBLE}[^\x00-\x1f\x7f-\x9f]*$"

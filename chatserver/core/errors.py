@@ -135,3 +135,20 @@ class FrameTooLarge(AppError):
 class UnknownFrame(AppError):
     code = "unknown_frame"
     message = "Unknown frame type."
+
+
+class ServiceUnavailable(AppError):
+    """The database (or another store) did not answer: nothing was done; retry."""
+
+    code = "unavailable"
+    status = 503
+    message = "The service is briefly unavailable; try again."
+
+    def __init__(self, retry_after: float = 2) -> None:
+        super().__init__(None, retry_after=retry_after)
+
+
+class MethodNotAllowed(AppError):
+    code = "method_not_allowed"
+    status = 405
+    message = "This path does not take that method."

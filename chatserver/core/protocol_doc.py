@@ -85,10 +85,12 @@ account suspended) first receives `session.revoked` with a reason, then is close
   each request exactly once, with the same `id`: `ack`, a reply of its own (`welcome` for
   `hello`, `pong` for `ping`), or `error`.
 - `error` has a stable `code`, a human `message` and `extra` fields. A frame that cannot be read
-  at all (not JSON, too large) gets an `error` whose `id` is `null`. Codes on the socket
-  include `invalid_input` (with `extra.errors`), `unknown_frame`, `frame_too_large` and
-  `rate_limited` (with `extra.retry_after`, in seconds), besides the codes of the operation
-  itself (`not_found`, `permission_denied`, ...). The socket stays open after an error.
+  at all (not JSON, binary, too large) gets an `error` whose `id` is `null`. Codes on the socket
+  include `invalid_input` (with `extra.errors`), `unknown_frame`, `frame_too_large`,
+  `rate_limited` (with `extra.retry_after`, in seconds) and `unavailable` (the database or
+  Redis did not answer, nothing was done: send it again after `extra.retry_after`), besides
+  the codes of the operation itself (`not_found`, `permission_denied`, ...). The socket stays
+  open after an error.
 - Server events are not answers and carry no request id (the `id` of `notify.new` is the
   notification's own).
 

@@ -5,6 +5,7 @@ embedded default runs one). A window opens at the first request counted for a ke
 `window_seconds`: a burst cannot straddle two fixed windows to get twice the limit.
 """
 
+import logging
 import time
 from functools import cache as once
 
@@ -13,6 +14,8 @@ from django.conf import settings
 from django.core.cache import cache
 
 from chatserver.core.errors import RateLimited
+
+log = logging.getLogger(__name__)
 
 
 def throttle_check(*, key: str, limit: int, window_seconds: int) -> None:
@@ -38,12 +41,21 @@ def throttle_check(*, key: str, limit: int, window_seconds: int) -> None:
 def throttle_check_many(*, keys: list[str], limit: int, window_seconds: int
                         ) -> list[RateLimited | None]:
     """throttle_check for each key (a key may repeat: each counts), answering per key rather
-    than raising. With Redis one round trip counts them all (the chat send batch)."""
+    than raising. With Redis one round trip counts them all (the chat send batch).
+
+    Redis unreachable: nothing is counted and nothing refused (logged). The chat send batch
+    and the agency notification batch call this, and both must keep storing while Redis
+    restarts: messages and notices are in the database and clients resume from seqs; a few
+    seconds without a send limit is the lesser harm (tests/fault/test_redis_outage.py)."""
     if not settings.REDIS_URL:
         return [_one(key, limit, window_seconds) for key in keys]
     now = time.time()
     names = [cache.make_and_validate_key(name) for key in keys for name in _keys(key)]
-    replies = _count_script()(keys=names, args=[int(now), window_seconds])
+    try:
+        replies = _count_script()(keys=names, args=[int(now), window_seconds])
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        log.warning("rate counts skipped, Redis unreachable: %s", exc)
+        return [None] * len(keys)
     answers: list[RateLimited | None] = []
     for count, started in zip(replies[::2], replies[1::2], strict=True):
         answers.append(RateLimited(max(0.0, int(started) + window_seconds - now))

@@ -4,21 +4,27 @@ scoped to its agency, and rate-limited per agency across processes."""
 
 import re
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
-from ninja import Header, NinjaAPI, Schema
-from ninja.errors import HttpError
+from ninja import Header, Schema
 from ninja.security import HttpBearer
-from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from chatserver.core.api_schemas import ErrorOut
+from chatserver.core.api_schemas import REGISTER_NUMBER, ErrorOut
 from chatserver.core.batching import batcher
 from chatserver.core.errors import InvalidInput
 from chatserver.core.throttle import throttle_check
-from chatserver.http.api import error_response, install_error_handlers
+from chatserver.http.api import SonorApi, error_response, install_error_handlers
 from notify import broadcasts, selectors, services
 from notify.agency_services import agency_scope_check, api_key_authenticate
 from notify.errors import PayloadTooLarge
@@ -27,6 +33,10 @@ from notify.models import Agency, Broadcast, Notification
 notification_writer = batcher(services.agency_notifications_send_batch,
                                    what="agency notifications")
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
+# Checked by _idempotency_key (400 with the field named); the document states the rule.
+IdempotencyKey = Annotated[str | None, WithJsonSchema({
+    "type": "string", "pattern": _IDEMPOTENCY_KEY_RE.pattern,
+    "description": "1 to 200 printable ASCII characters, no spaces."})]
 
 
 def _key_check(token: str) -> Agency:
@@ -50,7 +60,7 @@ class BatchedAgencyKeyAuth(HttpBearer):
         return token
 
 
-agency_api = NinjaAPI(
+agency_api = SonorApi(
     title="Sonor agency API", version="1", urls_namespace="agency_api", auth=AgencyKeyAuth(),
     docs_url="/docs",
     description="For member organisations: notify a citizen by register number, read the "
@@ -59,18 +69,6 @@ agency_api = NinjaAPI(
 install_error_handlers(agency_api)
 agency_api.add_exception_handler(
     RequestDataTooBig, lambda r, e: error_response(agency_api, r, PayloadTooLarge()))
-
-
-def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    """Ninja's own HTTP errors (a body that is not JSON) in our error shape."""
-    error = InvalidInput(exc.message)
-    error.status = exc.status_code
-    if exc.status_code != 400:
-        error.code = "http_error"
-    return error_response(agency_api, request, error)
-
-
-agency_api.add_exception_handler(HttpError, _http_error)
 
 
 def _agency(request: HttpRequest) -> Agency:
@@ -96,9 +94,13 @@ AgencyCategory = Literal["service_request", "petition", "complaint", "payment", 
 class _In(Schema):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    title: str = Field(min_length=1, max_length=services.TITLE_MAX)
-    body: str = Field(min_length=1, max_length=services.BODY_MAX)
-    link: str = Field("", max_length=services.LINK_MAX, description="https:// only")
+    # Leading and trailing spaces are stripped: something must be left.
+    title: str = Field(min_length=1, max_length=services.TITLE_MAX,
+                       json_schema_extra={"pattern": r"\S"})
+    body: str = Field(min_length=1, max_length=services.BODY_MAX,
+                      json_schema_extra={"pattern": r"\S"})
+    link: str = Field("", max_length=services.LINK_MAX, description="https:// only",
+                      json_schema_extra={"pattern": r"^(https://[^\s/]+.*)?$"})
     reference: str = Field("", max_length=services.REFERENCE_MAX,
                            description="The agency's own request number.")
 
@@ -111,7 +113,14 @@ class _In(Schema):
 
 
 class NotificationIn(_In):
-    register_number: str = Field(max_length=20, description="The citizen's, e.g. УБ99011512.")
+    # A payment notice needs its amount and due date.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"category": {"not": {"const": "payment"}}}},
+        {"required": ["amount_mnt", "due_date"],
+         "properties": {"amount_mnt": {"type": "integer"}, "due_date": {"type": "string"}}},
+    ]})
+
+    register_number: str = Field(max_length=20, json_schema_extra=REGISTER_NUMBER)
     category: AgencyCategory
     amount_mnt: int | None = Field(None, gt=0, le=services.AMOUNT_MAX,
                                    description="Payments: the amount in tögrög.")
@@ -167,11 +176,31 @@ class NotificationStatusOut(Schema):
 
 
 class BroadcastIn(_In):
+    # register_numbers go with audience `list` (and only with it); maintenance_at with
+    # category `system` (and only with it).
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        {"oneOf": [
+            {"properties": {"audience": {"const": "all"},
+                            "register_numbers": {"type": "null"}}},
+            {"required": ["register_numbers"],
+             "properties": {"audience": {"const": "list"},
+                            "register_numbers": {"type": "array", "minItems": 1}}},
+        ]},
+        {"oneOf": [
+            {"properties": {"category": {"not": {"const": "system"}},
+                            "maintenance_at": {"type": "null"}}},
+            {"required": ["maintenance_at"],
+             "properties": {"category": {"const": "system"},
+                            "maintenance_at": {"type": "string"}}},
+        ]},
+    ]})
+
     category: Literal["service_request", "petition", "complaint", "system", "security"]
     audience: Literal["all", "list"]
     register_numbers: list[str] | None = Field(
         None, max_length=settings.SONOR_BROADCAST_MAX_RECIPIENTS,
-        description="With audience `list`: the citizens' register numbers.")
+        description="With audience `list`: the citizens' register numbers.",
+        json_schema_extra={"items": {"type": "string", **REGISTER_NUMBER}})
     starts_at: AwareDatetime | None = Field(None, description="Default: now.")
     maintenance_at: AwareDatetime | None = Field(
         None, description="Category system: when the maintenance begins; at least two "
@@ -226,7 +255,7 @@ def _status_of(n: Notification) -> NotificationStatusOut:
                  tags=["notifications"], auth=BatchedAgencyKeyAuth())
 async def notification_send(
     request: HttpRequest, payload: NotificationIn, response: HttpResponse,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+    idempotency_key: IdempotencyKey = Header(None, alias="Idempotency-Key"),  # noqa: B008
 ) -> tuple[int, NotificationAccepted]:
     """Notify one citizen. With an `Idempotency-Key`, a retry returns the first answer
     (header `Idempotent-Replayed: true`); the same key with a different body is 409.
@@ -245,7 +274,7 @@ async def notification_send(
     return 202, NotificationAccepted(id=notification.pk, created_at=notification.created_at)
 
 
-@agency_api.get("notifications/{notification_id}", response={200: NotificationStatusOut,
+@agency_api.get("notifications/{id:notification_id}", response={200: NotificationStatusOut,
                                                              **ERRORS}, tags=["notifications"])
 def notification_status(request: HttpRequest, notification_id: int) -> NotificationStatusOut:
     """Delivery status per channel, for the sending agency only. Each read is written to the
@@ -257,7 +286,7 @@ def notification_status(request: HttpRequest, notification_id: int) -> Notificat
 @agency_api.post("broadcasts", response={202: BroadcastOut, **ERRORS}, tags=["broadcasts"])
 def broadcast_create(
     request: HttpRequest, payload: BroadcastIn, response: HttpResponse,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+    idempotency_key: IdempotencyKey = Header(None, alias="Idempotency-Key"),  # noqa: B008
 ) -> tuple[int, BroadcastOut]:
     """Schedule a broadcast to all citizens or a list; workers fan it out in batches and
     `GET broadcasts/{id}` shows done/total. The agency's scopes limit its categories, and
@@ -276,14 +305,14 @@ def broadcast_create(
     return 202, BroadcastOut.of(broadcast)
 
 
-@agency_api.get("broadcasts/{broadcast_id}", response={200: BroadcastOut, **ERRORS},
+@agency_api.get("broadcasts/{id:broadcast_id}", response={200: BroadcastOut, **ERRORS},
                 tags=["broadcasts"])
 def broadcast_status(request: HttpRequest, broadcast_id: int) -> BroadcastOut:
     return BroadcastOut.of(selectors.broadcast_get(agency=_agency(request),
                                                    broadcast_id=broadcast_id))
 
 
-@agency_api.post("broadcasts/{broadcast_id}/cancel", response={200: BroadcastOut, **ERRORS},
+@agency_api.post("broadcasts/{id:broadcast_id}/cancel", response={200: BroadcastOut, **ERRORS},
                  tags=["broadcasts"])
 def broadcast_cancel(request: HttpRequest, broadcast_id: int) -> BroadcastOut:
     """Cancel before it starts; a running one stops before its next batch."""

@@ -7,14 +7,14 @@ from typing import Any, Literal
 
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from chatserver.chat import invites as chat_invites
 from chatserver.chat import messages, moderation, receipts, selectors
 from chatserver.chat import rooms as chat_rooms
 from chatserver.chat.models import Block, Membership, PendingInvite, Room
 from chatserver.core import protocol
-from chatserver.core.api_schemas import ErrorOut
+from chatserver.core.api_schemas import ONE_LINE, PHONE, VISIBLE_TEXT, ErrorOut, IdIn
 from identity.models import User
 from identity.ws_auth import request_session
 
@@ -133,13 +133,18 @@ class MembersQuery(Schema):
     limit: int = Field(500, ge=1, le=1000)
 
 
-class PhoneIn(Schema):
-    phone: str = Field(max_length=32)
+class ContactPhoneIn(Schema):
+    phone: str = Field(max_length=32, json_schema_extra=PHONE)
+
+
+GROUP_NAME = {"maxLength": 100, "pattern": ONE_LINE,
+              "description": "One line of at most 100 characters."}
 
 
 class GroupIn(Schema):
-    name: str = Field(min_length=1, max_length=200)
-    phones: list[str] = Field(default_factory=list, max_length=200)
+    name: str = Field(min_length=1, max_length=200, json_schema_extra=GROUP_NAME)
+    phones: list[str] = Field(default_factory=list, max_length=200,
+                              json_schema_extra={"items": {"type": "string", **PHONE}})
 
 
 class GroupOut(Schema):
@@ -148,21 +153,27 @@ class GroupOut(Schema):
 
 
 class NameIn(Schema):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, json_schema_extra=GROUP_NAME)
 
 
 class RoleIn(Schema):
     role: Literal["owner", "admin", "member"]
 
 
+# Checked by the service after NFC normalisation and removal of invisible formatting.
+MESSAGE_TEXT = {"minLength": 1, "maxLength": 4096, "pattern": VISIBLE_TEXT,
+                "description": "At most 4,096 characters, something visible among them; "
+                               "no control characters but newline and tab."}
+
+
 class MessageIn(Schema):
     client_msg_id: str = Field(min_length=1, max_length=64)
-    text: str = Field(max_length=16_384)
+    text: str = Field(max_length=16_384, json_schema_extra=MESSAGE_TEXT)
     confirm_pii: bool = False
 
 
 class EditIn(Schema):
-    text: str = Field(max_length=16_384)
+    text: str = Field(max_length=16_384, json_schema_extra=MESSAGE_TEXT)
     confirm_pii: bool = False
 
 
@@ -182,7 +193,7 @@ class ReadOut(Schema):
 
 
 class BlockIn(Schema):
-    user_id: int
+    user_id: IdIn
 
 
 class BlockCreatedOut(Schema):
@@ -206,9 +217,17 @@ class BlockOut(Schema):
 class ReportIn(Schema):
     """Either `message_id` or `user_id`."""
 
-    message_id: int | None = None
-    user_id: int | None = None
-    reason: str = Field(min_length=1, max_length=moderation.REPORT_REASON_MAX)
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["message_id"], "properties": {"message_id": {"type": "integer"},
+                                                    "user_id": {"type": "null"}}},
+        {"required": ["user_id"], "properties": {"user_id": {"type": "integer"},
+                                                 "message_id": {"type": "null"}}},
+    ]})
+
+    message_id: IdIn | None = None
+    user_id: IdIn | None = None
+    reason: str = Field(min_length=1, max_length=moderation.REPORT_REASON_MAX,
+                        json_schema_extra={"pattern": r"\S"})  # not blank
 
     @model_validator(mode="after")
     def one_of(self) -> "ReportIn":
@@ -236,7 +255,7 @@ def rooms(request: HttpRequest) -> list[RoomOut]:
 
 
 @router.post("rooms/direct", response={201: RoomOut, 202: InviteOut, **ERRORS})
-def room_direct(request: HttpRequest, payload: PhoneIn) -> Status[Any]:
+def room_direct(request: HttpRequest, payload: ContactPhoneIn) -> Status[Any]:
     """The direct room with whoever verified `phone`, if you have talked before (the same
     room when asked again): 201. Otherwise a message request (202): the owner of the number
     accepts or declines it, and the room appears (with their name) once they accept. A
@@ -258,12 +277,12 @@ def group_create(request: HttpRequest, payload: GroupIn) -> Status[GroupOut]:
                                 pending=[InviteOut.of(i) for i in created.pending]))
 
 
-@router.get("rooms/{int:room_id}", response={200: RoomOut, **ERRORS})
+@router.get("rooms/{id:room_id}", response={200: RoomOut, **ERRORS})
 def room_detail(request: HttpRequest, room_id: int) -> RoomOut:
     return RoomOut.of(selectors.room_get(user=request_session(request).user, room_id=room_id))
 
 
-@router.patch("rooms/{int:room_id}", response={200: RoomOut, **ERRORS})
+@router.patch("rooms/{id:room_id}", response={200: RoomOut, **ERRORS})
 def room_rename(request: HttpRequest, room_id: int, payload: NameIn) -> RoomOut:
     """Rename a group (admins)."""
     user = request_session(request).user
@@ -271,7 +290,7 @@ def room_rename(request: HttpRequest, room_id: int, payload: NameIn) -> RoomOut:
     return _room_out(user, room)
 
 
-@router.get("rooms/{int:room_id}/messages", response={200: HistoryOut, **ERRORS})
+@router.get("rooms/{id:room_id}/messages", response={200: HistoryOut, **ERRORS})
 def room_messages(request: HttpRequest, room_id: int, query: Query[HistoryQuery]
                   ) -> HistoryOut:
     """A page of the room's stream, oldest first: after `after_seq`, else before
@@ -282,7 +301,7 @@ def room_messages(request: HttpRequest, room_id: int, query: Query[HistoryQuery]
     return HistoryOut(room=room_id, messages=page.events, has_more=page.has_more)
 
 
-@router.post("rooms/{int:room_id}/messages", response={201: SentOut, **ERRORS})
+@router.post("rooms/{id:room_id}/messages", response={201: SentOut, **ERRORS})
 def room_message_send(request: HttpRequest, room_id: int, payload: MessageIn
                       ) -> Status[SentOut]:
     """Send a message (as `chat.send`): a resend with the same client_msg_id returns the same
@@ -294,7 +313,7 @@ def room_message_send(request: HttpRequest, room_id: int, payload: MessageIn
                                message_id=event.pk if event else None))
 
 
-@router.patch("rooms/{int:room_id}/messages/{int:message_id}",
+@router.patch("rooms/{id:room_id}/messages/{id:message_id}",
               response={200: SentOut, **ERRORS})
 def room_message_edit(request: HttpRequest, room_id: int, message_id: int, payload: EditIn
                       ) -> SentOut:
@@ -304,7 +323,7 @@ def room_message_edit(request: HttpRequest, room_id: int, message_id: int, paylo
     return SentOut(seq=event.seq if event else None, message_id=message_id if event else None)
 
 
-@router.delete("rooms/{int:room_id}/messages/{int:message_id}",
+@router.delete("rooms/{id:room_id}/messages/{id:message_id}",
                response={204: None, **ERRORS})
 def room_message_delete(request: HttpRequest, room_id: int, message_id: int) -> Status[None]:
     """Delete for everyone: a tombstone stays, the text is removed."""
@@ -313,14 +332,14 @@ def room_message_delete(request: HttpRequest, room_id: int, message_id: int) -> 
     return Status(204, None)
 
 
-@router.post("rooms/{int:room_id}/read", response={200: ReadOut, **ERRORS})
+@router.post("rooms/{id:room_id}/read", response={200: ReadOut, **ERRORS})
 def room_read(request: HttpRequest, room_id: int, payload: ReadIn) -> ReadOut:
     """Mark read up to `seq`; every device of the user gets `chat.unread`."""
     return ReadOut(unread=receipts.room_read(user=request_session(request).user, room_id=room_id,
                                              seq=payload.seq))
 
 
-@router.get("rooms/{int:room_id}/members", response={200: list[MemberOut], **ERRORS})
+@router.get("rooms/{id:room_id}/members", response={200: list[MemberOut], **ERRORS})
 def room_members(request: HttpRequest, room_id: int, query: Query[MembersQuery]
                  ) -> list[MemberOut]:
     """Members by user id, a page at a time (names and roles; no phone numbers)."""
@@ -330,8 +349,8 @@ def room_members(request: HttpRequest, room_id: int, query: Query[MembersQuery]
                                             after_user_id=query.after, limit=query.limit)]
 
 
-@router.post("rooms/{int:room_id}/members", response={201: MemberOut, 202: InviteOut, **ERRORS})
-def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Status[Any]:
+@router.post("rooms/{id:room_id}/members", response={201: MemberOut, 202: InviteOut, **ERRORS})
+def room_member_add(request: HttpRequest, room_id: int, payload: ContactPhoneIn) -> Status[Any]:
     """Add a contact of yours who verified `phone` to a group (admins): 201. Anyone else is
     invited (202), as is a number no one has verified yet."""
     result = chat_rooms.group_member_add(actor=request_session(request).user, room_id=room_id,
@@ -341,14 +360,14 @@ def room_member_add(request: HttpRequest, room_id: int, payload: PhoneIn) -> Sta
     return Status(201, MemberOut.of(result))
 
 
-@router.delete("rooms/{int:room_id}/members/{int:user_id}", response={204: None, **ERRORS})
+@router.delete("rooms/{id:room_id}/members/{id:user_id}", response={204: None, **ERRORS})
 def room_member_remove(request: HttpRequest, room_id: int, user_id: int) -> Status[None]:
     chat_rooms.group_member_remove(actor=request_session(request).user, room_id=room_id,
                                    user_id=user_id)
     return Status(204, None)
 
 
-@router.post("rooms/{int:room_id}/members/{int:user_id}/role",
+@router.post("rooms/{id:room_id}/members/{id:user_id}/role",
              response={200: MemberOut, **ERRORS})
 def room_member_role(request: HttpRequest, room_id: int, user_id: int, payload: RoleIn
                      ) -> MemberOut:
@@ -358,7 +377,7 @@ def room_member_role(request: HttpRequest, room_id: int, user_id: int, payload: 
     return MemberOut.of(membership)
 
 
-@router.post("rooms/{int:room_id}/leave", response={204: None, **ERRORS})
+@router.post("rooms/{id:room_id}/leave", response={204: None, **ERRORS})
 def room_leave(request: HttpRequest, room_id: int) -> Status[None]:
     chat_rooms.room_leave(user=request_session(request).user, room_id=room_id)
     return Status(204, None)
@@ -372,7 +391,7 @@ def invites(request: HttpRequest) -> list[InviteOut]:
     return [InviteOut.of(i) for i in selectors.invite_list(user=request_session(request).user)]
 
 
-@router.delete("invites/{int:invite_id}", response={204: None, **ERRORS})
+@router.delete("invites/{id:invite_id}", response={204: None, **ERRORS})
 def invite_cancel(request: HttpRequest, invite_id: int) -> Status[None]:
     chat_invites.invite_cancel(user=request_session(request).user, invite_id=invite_id)
     return Status(204, None)
@@ -385,7 +404,7 @@ def invitations(request: HttpRequest) -> list[InvitationOut]:
             for i in selectors.invitation_list(user=request_session(request).user)]
 
 
-@router.post("invitations/{int:invitation_id}/accept", response={200: RoomOut, **ERRORS})
+@router.post("invitations/{id:invitation_id}/accept", response={200: RoomOut, **ERRORS})
 def invitation_accept(request: HttpRequest, invitation_id: int) -> RoomOut:
     """Join the group, or open the direct room with the one who asked."""
     user = request_session(request).user
@@ -393,7 +412,7 @@ def invitation_accept(request: HttpRequest, invitation_id: int) -> RoomOut:
     return _room_out(user, room)
 
 
-@router.post("invitations/{int:invitation_id}/decline", response={204: None, **ERRORS})
+@router.post("invitations/{id:invitation_id}/decline", response={204: None, **ERRORS})
 def invitation_decline(request: HttpRequest, invitation_id: int) -> Status[None]:
     """The one who invited is not told."""
     chat_invites.invitation_decline(user=request_session(request).user,
@@ -414,7 +433,7 @@ def block_create(request: HttpRequest, payload: BlockIn) -> Status[BlockCreatedO
     return Status(201, BlockCreatedOut(user_id=block.blocked_id, created_at=block.created_at))
 
 
-@router.delete("blocks/{int:user_id}", response={204: None, **ERRORS})
+@router.delete("blocks/{id:user_id}", response={204: None, **ERRORS})
 def block_delete(request: HttpRequest, user_id: int) -> Status[None]:
     moderation.user_unblock(blocker=request_session(request).user, user_id=user_id)
     return Status(204, None)

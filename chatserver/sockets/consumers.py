@@ -23,11 +23,13 @@ import time
 import uuid
 from typing import Any
 
+import redis
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
@@ -42,6 +44,7 @@ from chatserver.core.errors import (
     InvalidInput,
     OriginForbidden,
     RateLimited,
+    ServiceUnavailable,
     UnknownFrame,
 )
 from chatserver.core.loop_local import LoopLocal
@@ -61,6 +64,10 @@ from identity.services import sessions_authenticate
 from identity.ws_auth import scope_client, scope_token
 
 log = logging.getLogger(__name__)
+
+# A database or Redis that does not answer (restarting, failing over).
+STORE_DOWN = (OperationalError, InterfaceError, redis.exceptions.ConnectionError,
+              redis.exceptions.TimeoutError)
 
 ROOM_FRAMES_DROPPED = Counter(
     "sonor_room_frames_dropped_total",
@@ -199,6 +206,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             if len(raw) > settings.SONOR_WS_MAX_FRAME_BYTES or (
                     isinstance(raw, str) and len(raw.encode()) > settings.SONOR_WS_MAX_FRAME_BYTES):
                 raise FrameTooLarge()
+            if text_data is None:
+                raise InvalidInput("Frames are JSON in text frames, not binary.")
             data = json.loads(raw)
             request_id = _request_id(data)
             frame = protocol.client_frame_adapter.validate_python(data)
@@ -220,6 +229,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             replies = await HANDLERS[frame.type](self, frame)
         except AppError as exc:
             replies = [_error_frame(request_id, exc)]
+        except STORE_DOWN as exc:  # nothing was done: the client retries, the socket stays
+            log.warning("%s refused, a store is unreachable: %s", frame.type, exc)
+            replies = [_error_frame(request_id, ServiceUnavailable())]
         finally:
             self.handling = False
         for reply in replies:
