@@ -6,6 +6,7 @@ from typing import Literal
 from django.http import HttpRequest
 from ninja import Router, Schema
 from pydantic import Field, StrictBool, field_validator
+from pydantic.json_schema import JsonDict
 
 from chatserver.core.api_schemas import IdIn
 from identity.ws_auth import request_session
@@ -15,7 +16,8 @@ router = Router(tags=["preferences"])
 
 
 # Wall-clock times in Asia/Ulaanbaatar ("22:00", "07:30:00"), without an offset.
-LOCAL_TIME = {"format": "local-time", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"}
+LOCAL_TIME: JsonDict = {"format": "local-time",
+                        "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"}
 
 
 class QuietHours(Schema):
@@ -42,11 +44,13 @@ class PreferencesOut(Schema):
 
 
 # {category: {channel: on}}; a switch that is locked on (LOCKED_ON) takes only true.
-CHANNELS_SCHEMA = {"anyOf": [{"type": "object", "additionalProperties": False, "properties": {
-    category: {"type": "object", "additionalProperties": False, "properties": {
-        channel: {"const": True} if (category, channel) in preferences.LOCKED_ON
-        else {"type": "boolean"} for channel in preferences.CHANNELS}}
-    for category in preferences.CATEGORIES}}, {"type": "null"}]}
+CHANNELS_SCHEMA: JsonDict = {"anyOf": [
+    {"type": "object", "additionalProperties": False, "properties": {
+        category: {"type": "object", "additionalProperties": False, "properties": {
+            channel: {"const": True} if (category, channel) in preferences.LOCKED_ON
+            else {"type": "boolean"} for channel in preferences.CHANNELS}}
+        for category in preferences.CATEGORIES}},
+    {"type": "null"}]}
 
 
 class PreferencesIn(Schema):

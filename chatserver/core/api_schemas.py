@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from ninja import Schema
 from pydantic import BeforeValidator, Field
+from pydantic.json_schema import JsonDict
 
 
 def _json_integer(value: Any) -> Any:
@@ -28,10 +29,10 @@ class ErrorOut(Schema):
 
 # Documented shapes of strings whose full rule is the server's (a valid phone number, a real
 # birth date): the pattern gives the syntax, the format names the rule.
-PHONE = {"format": "phone",
+PHONE: JsonDict = {"format": "phone",
          "description": "A phone number: international (+976...) or Mongolian national "
                         "(8 digits); it must be a real number (mobile where a code is sent)."}
-REGISTER_NUMBER = {
+REGISTER_NUMBER: JsonDict = {
     "format": "register-number",
     "pattern": r"^\s*[А-ЯЁӨҮа-яёөү]{2}\s*[0-9]{2}(0[1-9]|1[0-2]|2[1-9]|3[0-2])"
                r"(0[1-9]|[12][0-9]|3[01])[0-9]{2}\s*$",

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import ConfigDict, Field, model_validator
+from pydantic.json_schema import JsonDict
 
 from chatserver.chat import invites as chat_invites
 from chatserver.chat import messages, moderation, receipts, selectors
@@ -137,7 +138,7 @@ class ContactPhoneIn(Schema):
     phone: str = Field(max_length=32, json_schema_extra=PHONE)
 
 
-GROUP_NAME = {"maxLength": 100, "pattern": ONE_LINE,
+GROUP_NAME: JsonDict = {"maxLength": 100, "pattern": ONE_LINE,
               "description": "One line of at most 100 characters."}
 
 
@@ -161,7 +162,7 @@ class RoleIn(Schema):
 
 
 # Checked by the service after NFC normalisation and removal of invisible formatting.
-MESSAGE_TEXT = {"minLength": 1, "maxLength": 4096, "pattern": VISIBLE_TEXT,
+MESSAGE_TEXT: JsonDict = {"minLength": 1, "maxLength": 4096, "pattern": VISIBLE_TEXT,
                 "description": "At most 4,096 characters, something visible among them; "
                                "no control characters but newline and tab."}
 

@@ -8,12 +8,12 @@ import os
 import signal
 import socket
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 import pytest
 from django.db import transaction
 from django.utils import timezone
-from pydantic import Field, TypeAdapter
+from pydantic import TypeAdapter
 from websockets.asyncio.client import ClientConnection, connect
 
 from chatserver.core import protocol
@@ -21,10 +21,10 @@ from chatserver.models import Room, RoomEvent
 from identity.models import User
 from identity.services import _phone_bind, citizen_create, session_create
 from tests.chatserver import chat_helpers
+from tests.conftest import ServerFrameTagged
 from tests.e2e.conftest import LiveServer
 
-_server_frame: TypeAdapter[Any] = TypeAdapter(
-    Annotated[protocol.ServerFrame, Field(discriminator="type")])
+_server_frame: TypeAdapter[Any] = TypeAdapter(ServerFrameTagged)
 
 # Chat limits that would refuse a test's deliberate load (each is documented in
 # docs/operations.md); the server processes get them through the environment.

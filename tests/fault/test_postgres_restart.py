@@ -197,7 +197,7 @@ def test_a_postgres_restart_answers_retry_then_recovers_without_restarting_sonor
     assert result["down"]
     for frame, (status, headers, body) in result["down"]:
         assert isinstance(frame, protocol.ErrorFrame), frame
-        assert frame.code == "unavailable" and frame.extra["retry_after"] > 0, frame
+        assert frame.code == "unavailable" and float(str(frame.extra["retry_after"])) > 0, frame
         assert status == 503, (status, body)
         assert body["code"] == "unavailable" and body["extra"]["retry_after"] > 0
         assert int(headers["retry-after"]) >= 1
@@ -208,7 +208,7 @@ def test_a_postgres_restart_answers_retry_then_recovers_without_restarting_sonor
     assert isinstance(frame, protocol.Ack) and status == 200, (frame, body)
     # Every acked message is stored, with its ack's seq.
     with psycopg.connect(own_postgres.url.replace("postgres://", "postgresql://")) as conn:
-        stored = dict(conn.execute(
+        stored: dict[str, int] = dict(conn.execute(
             "SELECT client_msg_id, seq FROM chatserver_roomevent WHERE room_id = %s "
             "AND client_msg_id IS NOT NULL", (seed["room"],)).fetchall())
     assert stored == result["acked"]
