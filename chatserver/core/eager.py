@@ -9,8 +9,8 @@ what asyncio's eager_task_factory does from Python 3.12 on.
 
 import asyncio
 import types
-from collections.abc import Coroutine, Generator
-from typing import Any
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import Any, cast
 
 
 def start_eagerly(coro: Coroutine[Any, Any, None]) -> "asyncio.Future[None] | None":
@@ -20,7 +20,8 @@ def start_eagerly(coro: Coroutine[Any, Any, None]) -> "asyncio.Future[None] | No
         waiting_on = coro.send(None)
     except StopIteration:
         return None
-    return asyncio.ensure_future(_finish(coro, waiting_on))
+    # types.coroutine makes the generator awaitable; its type does not say so.
+    return asyncio.ensure_future(cast(Awaitable[None], _finish(coro, waiting_on)))
 
 
 @types.coroutine
