@@ -193,7 +193,13 @@ class LocalHub:
     async def ready(self) -> None:
         if self._started is None:
             self._started = asyncio.ensure_future(self._start())
-        await self._started
+        started = self._started
+        try:
+            await asyncio.shield(started)
+        except Exception:  # the layer did not answer (Redis down): the next socket tries again
+            if self._started is started:
+                self._started = None
+            raise
 
     async def subscribe(self, group: str, subscriber: Subscriber) -> None:
         """Deliver the group's messages to `subscriber` from now on (awaits the layer when

@@ -2,8 +2,9 @@
 in a temporary directory, on a free port; as the `postgres` OS user when the test runs as
 root), never the shared one. While it is down, the REST API answers 503 `unavailable` in JSON
 with Retry-After, and a socket's chat.send gets an `error` frame `unavailable` with
-retry_after, the socket staying open; once PostgreSQL is back, the same server process and
-the same socket work again, and every acked message is stored."""
+retry_after, the socket staying open, and a socket that connects is closed with 1013 (try
+again later, counted in /metrics); once PostgreSQL is back, the same server process and the
+same socket work again, a new socket connects, and every acked message is stored."""
 
 import asyncio
 import contextlib
@@ -23,6 +24,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from chatserver.core import protocol
 from tests.e2e.conftest import ROOT, LiveServer, start_server
@@ -154,7 +157,8 @@ async def _restart_under_load(server: LiveServer, postgres: OwnPostgres, room_id
     down_answers = []
     down_until = time.monotonic() + DOWN_SECONDS
     while time.monotonic() < down_until:
-        down_answers.append((await send(), await rest()))
+        down_answers.append((await send(), await rest(), await _connect_close_code(server,
+                                                                                   token)))
         await asyncio.sleep(0.2)
     await asyncio.to_thread(postgres.start)
     # Back: the same process and the same socket work again within a bound.
@@ -168,8 +172,30 @@ async def _restart_under_load(server: LiveServer, postgres: OwnPostgres, room_id
         await asyncio.sleep(0.2)
     after = (await send(), await rest())
     await ws.close()
+    new_ws, welcome = await open_socket(server.ws_url, token, {})
+    await new_ws.close()
+    metrics = await asyncio.to_thread(_metrics, server)
     return {"before": before, "down": down_answers, "after": after, "acked": acked,
-            "recovered_after": recovered_after}
+            "recovered_after": recovered_after, "welcome_after": welcome, "metrics": metrics}
+
+
+async def _connect_close_code(server: LiveServer, token: str) -> int | None:
+    """The close code the server gives a device socket that connects now; None when the
+    socket is still open after a hello."""
+    async with connect(f"{server.ws_url}/ws/v1", open_timeout=20,
+                       additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        try:
+            await ws.send(json.dumps({"type": "hello", "id": "h"}))
+            await asyncio.wait_for(answer(ws, "h"), timeout=30)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+    return None
+
+
+def _metrics(server: LiveServer) -> str:
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=30) as response:
+        text: str = response.read().decode()
+    return text
 
 
 async def _send(ws: Any, room_id: int, cmid: str) -> Any:
@@ -195,7 +221,8 @@ def test_a_postgres_restart_answers_retry_then_recovers_without_restarting_sonor
     # While PostgreSQL is down: retryable errors, in JSON, nothing else (no 500, no HTML,
     # no closed socket, no hang).
     assert result["down"]
-    for frame, (status, headers, body) in result["down"]:
+    for frame, (status, headers, body), close_code in result["down"]:
+        assert close_code == protocol.CLOSE_TRY_AGAIN_LATER == 1013, close_code
         assert isinstance(frame, protocol.ErrorFrame), frame
         assert frame.code == "unavailable" and float(str(frame.extra["retry_after"])) > 0, frame
         assert status == 503, (status, body)
@@ -206,6 +233,10 @@ def test_a_postgres_restart_answers_retry_then_recovers_without_restarting_sonor
     assert result["recovered_after"] is not None, "did not recover"
     frame, (status, _, body) = result["after"]
     assert isinstance(frame, protocol.Ack) and status == 200, (frame, body)
+    assert isinstance(result["welcome_after"], protocol.Welcome)
+    refused = [line for line in result["metrics"].splitlines()
+               if line.startswith('sonor_sockets_refused_total{reason="unavailable"}')]
+    assert refused and float(refused[0].split()[-1]) == len(result["down"]), refused
     # Every acked message is stored, with its ack's seq.
     with psycopg.connect(own_postgres.url.replace("postgres://", "postgresql://")) as conn:
         stored: dict[str, int] = dict(conn.execute(
