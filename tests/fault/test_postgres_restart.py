@@ -24,12 +24,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from chatserver.core import protocol
 from tests.e2e.conftest import ROOT, LiveServer, start_server
-from tests.fault.conftest import LOAD_ENV, answer, free_port, open_socket
+from tests.fault.conftest import LOAD_ENV, answer, connect_close_code, free_port, open_socket
 
 _BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
 pytestmark = [
@@ -157,8 +155,8 @@ async def _restart_under_load(server: LiveServer, postgres: OwnPostgres, room_id
     down_answers = []
     down_until = time.monotonic() + DOWN_SECONDS
     while time.monotonic() < down_until:
-        down_answers.append((await send(), await rest(), await _connect_close_code(server,
-                                                                                   token)))
+        close_code = await connect_close_code(server.ws_url, token)
+        down_answers.append((await send(), await rest(), close_code))
         await asyncio.sleep(0.2)
     await asyncio.to_thread(postgres.start)
     # Back: the same process and the same socket work again within a bound.
@@ -177,19 +175,6 @@ async def _restart_under_load(server: LiveServer, postgres: OwnPostgres, room_id
     metrics = await asyncio.to_thread(_metrics, server)
     return {"before": before, "down": down_answers, "after": after, "acked": acked,
             "recovered_after": recovered_after, "welcome_after": welcome, "metrics": metrics}
-
-
-async def _connect_close_code(server: LiveServer, token: str) -> int | None:
-    """The close code the server gives a device socket that connects now; None when the
-    socket is still open after a hello."""
-    async with connect(f"{server.ws_url}/ws/v1", open_timeout=20,
-                       additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-        try:
-            await ws.send(json.dumps({"type": "hello", "id": "h"}))
-            await asyncio.wait_for(answer(ws, "h"), timeout=30)
-        except ConnectionClosed as closed:
-            return closed.rcvd.code if closed.rcvd is not None else None
-    return None
 
 
 def _metrics(server: LiveServer) -> str:
