@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
@@ -172,30 +171,18 @@ def json_error_urls(api: NinjaAPI) -> tuple[list[Any], str, str]:
     return patterns, app_name, namespace
 
 
-def _json_not_allowed(view: Callable[..., Any]) -> Callable[..., Any]:
-    # An async view (the agency's POSTs) stays async: Django and our ASGI handler look.
-    if iscoroutinefunction(view):
-        @functools.wraps(view)
-        async def wrapped_async(request: HttpRequest, *args: Any, **kwargs: Any
-                                ) -> HttpResponse:
-            return _json_405(await view(request, *args, **kwargs))
-
-        return wrapped_async
-
+def _json_not_allowed(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return _json_405(view(request, *args, **kwargs))
+        response = view(request, *args, **kwargs)
+        if isinstance(response, HttpResponseNotAllowed):
+            allowed = response["Allow"]
+            response = JsonResponse(MethodNotAllowed(allowed=allowed.split(", ")).as_dict(),
+                                    status=405)
+            response["Allow"] = allowed
+        return response
 
     return wrapped
-
-
-def _json_405(response: HttpResponse) -> HttpResponse:
-    if isinstance(response, HttpResponseNotAllowed):
-        allowed = response["Allow"]
-        response = JsonResponse(MethodNotAllowed(allowed=allowed.split(", ")).as_dict(),
-                                status=405)
-        response["Allow"] = allowed
-    return response
 
 
 @csrf_exempt
