@@ -296,13 +296,13 @@ def _burst_through_restart(server: LiveServer, postgres: OwnPostgres, key: str,
         time.sleep(DOWN_SECONDS)
         postgres.start()
         # Back: the burst goes on until requests are stored again, within a bound.
+        recovered = False
         started = time.monotonic()
-        while time.monotonic() - started < RECOVER_WITHIN:
+        while not recovered and time.monotonic() - started < RECOVER_WITHIN:
+            time.sleep(0.2)
             with lock:
                 recent = list(answers.values())[-BURST_CLIENTS:]
-            if recent and all(status == 202 for status, _, _ in recent):
-                break
-            time.sleep(0.2)
+            recovered = bool(recent) and all(status == 202 for status, _, _ in recent)
         time.sleep(1)
     finally:
         sending.clear()
@@ -310,8 +310,20 @@ def _burst_through_restart(server: LiveServer, postgres: OwnPostgres, key: str,
             thread.join(timeout=60)
     refused = [k for k, (status, _, _) in answers.items() if status != 202]
     accepted = [k for k, (status, _, _) in answers.items() if status == 202]
-    retries = {k: _post(server, key, k, register_number) for k in refused + accepted[:20]}
-    return {"answers": answers, "retries": retries}
+    retries = {k: _retry(server, key, k, register_number) for k in refused + accepted[:20]}
+    return {"answers": answers, "retries": retries, "recovered": recovered}
+
+
+def _retry(server: LiveServer, key: str, idempotency_key: str, register_number: str
+           ) -> tuple[int, dict[str, str], Any]:
+    """As a client retries: again while the answer is 503 (a pooled database connection that
+    the restart cut fails once before it is replaced), a few times."""
+    for _ in range(5):
+        answer = _post(server, key, idempotency_key, register_number)
+        if answer[0] != 503:
+            break
+        time.sleep(0.2)
+    return answer
 
 
 def test_an_agency_burst_through_a_postgres_restart_stores_each_notification_once(
@@ -334,7 +346,7 @@ def test_an_agency_burst_through_a_postgres_restart_stores_each_notification_onc
     # Every answer is a 202 or a retryable 503 in JSON: no 500, no HTML, no hang.
     assert set(statuses) <= {202, 503}, sorted(set(statuses))
     assert 503 in statuses, "no request was refused: PostgreSQL was not down"
-    assert statuses[-1] == 202, "requests were not stored again after PostgreSQL came back"
+    assert result["recovered"], "requests were not stored again after PostgreSQL came back"
     for status, headers, body in answers.values():
         assert headers["content-type"].startswith("application/json")
         if status == 503:
