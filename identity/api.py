@@ -4,7 +4,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from pydantic import Field
 
 from chatserver.core.api_schemas import PHONE
@@ -91,10 +91,11 @@ def me(request: HttpRequest) -> MeOut:
 
 
 @router.post("phones", response={202: PhoneStartOut})
-def phone_start(request: HttpRequest, payload: PhoneIn) -> tuple[int, PhoneStartOut]:
+def phone_start(request: HttpRequest, payload: PhoneIn) -> Status[PhoneStartOut]:
     verification = services.phone_verification_start(user=request_session(request).user,
                                                      phone=payload.phone)
-    return 202, PhoneStartOut(phone=verification.e164, expires_at=verification.expires_at)
+    return Status(202, PhoneStartOut(phone=verification.e164,
+                                     expires_at=verification.expires_at))
 
 
 @router.post("phones/verify", response=PhoneOut)
@@ -118,10 +119,10 @@ def sessions(request: HttpRequest) -> list[SessionOut]:
 
 
 @router.delete("sessions/{id:session_id}", response={204: None})
-def session_delete(request: HttpRequest, session_id: int) -> tuple[int, None]:
+def session_delete(request: HttpRequest, session_id: int) -> Status[None]:
     session = selectors.session_get_own(user=request_session(request).user, session_id=session_id)
     services.session_revoke(session=session)
-    return 204, None
+    return Status(204, None)
 
 
 @router.post("sessions/revoke-others", response=RevokedOut)
@@ -130,27 +131,28 @@ def sessions_revoke_others(request: HttpRequest) -> RevokedOut:
 
 
 @router.post("logout", response={204: None})
-def logout(request: HttpRequest, response: HttpResponse) -> tuple[int, None]:
+def logout(request: HttpRequest, response: HttpResponse) -> Status[None]:
     services.session_revoke(session=request_session(request))
     response.delete_cookie(settings.SONOR_SESSION_COOKIE, samesite="Strict")
-    return 204, None
+    return Status(204, None)
 
 
 @router.post("account/close/code", response={202: PhoneStartOut})
-def account_close_code(request: HttpRequest) -> tuple[int, PhoneStartOut]:
+def account_close_code(request: HttpRequest) -> Status[PhoneStartOut]:
     """Send a code to the verified phone that confirms `account/close`."""
     verification = services.session_account_close_code(session=request_session(request))
-    return 202, PhoneStartOut(phone=verification.e164, expires_at=verification.expires_at)
+    return Status(202, PhoneStartOut(phone=verification.e164,
+                                     expires_at=verification.expires_at))
 
 
 @router.post("account/close", response={204: None})
 def account_close(request: HttpRequest, payload: AccountCloseIn | None = None
-                  ) -> tuple[int, None]:
+                  ) -> Status[None]:
     """Close the account (every session ends; the data is kept, as the terms require).
     Needs `code` from `account/close/code`, unless this session logged in minutes ago."""
     services.account_close_confirmed(session=request_session(request),
                            code=payload.code if payload else "")
-    return 204, None
+    return Status(204, None)
 
 
 @router.get("access-log", response=list[AccessLogOut])
@@ -162,7 +164,7 @@ def access_log(request: HttpRequest) -> list[AccessLogOut]:
 
 @router.post("auth/cookie", auth=None, response={204: None})
 def auth_cookie(request: HttpRequest, payload: CookieIn, response: HttpResponse
-                ) -> tuple[int, None]:
+                ) -> Status[None]:
     """The web client trades the token it got over its login socket for an HttpOnly cookie,
     so that no script keeps it. Only from our own origin."""
     origin = request.headers.get("Origin")
@@ -170,4 +172,4 @@ def auth_cookie(request: HttpRequest, payload: CookieIn, response: HttpResponse
         raise OriginForbidden()
     services.session_authenticate(token=payload.token)
     session_cookie_set(response, payload.token)
-    return 204, None
+    return Status(204, None)

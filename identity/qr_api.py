@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from pydantic import Field
 
 from identity.login import qr
@@ -50,6 +50,6 @@ def qr_approve(request: HttpRequest, payload: QrTokenIn) -> QrApprovedOut:
 
 
 @router.post("deny", response={204: None})
-def qr_deny(request: HttpRequest, payload: QrTokenIn) -> tuple[int, None]:
+def qr_deny(request: HttpRequest, payload: QrTokenIn) -> Status[None]:
     qr.qr_deny(session=request_session(request), token=payload.token)
-    return 204, None
+    return Status(204, None)

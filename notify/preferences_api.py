@@ -4,7 +4,7 @@ from datetime import time
 from typing import Literal
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from pydantic import Field, StrictBool, field_validator
 from pydantic.json_schema import JsonDict
 
@@ -111,13 +111,13 @@ def preferences_write(request: HttpRequest, payload: PreferencesIn) -> Preferenc
 
 
 @router.post("devices", response={201: DeviceOut})
-def device_add(request: HttpRequest, payload: DeviceIn) -> tuple[int, DeviceOut]:
+def device_add(request: HttpRequest, payload: DeviceIn) -> Status[DeviceOut]:
     device = preferences.device_register(session=request_session(request), token=payload.token,
                                          platform=payload.platform, name=payload.name)
-    return 201, DeviceOut(id=device.pk, platform=device.platform, name=device.name)
+    return Status(201, DeviceOut(id=device.pk, platform=device.platform, name=device.name))
 
 
 @router.delete("devices/{id:device_id}", response={204: None})
-def device_remove(request: HttpRequest, device_id: int) -> tuple[int, None]:
+def device_remove(request: HttpRequest, device_id: int) -> Status[None]:
     preferences.device_delete(user=request_session(request).user, device_id=device_id)
-    return 204, None
+    return Status(204, None)

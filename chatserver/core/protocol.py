@@ -367,5 +367,7 @@ LoginServerFrame = QrCode | QrScanned | LoginApproved | LoginDenied
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_ORIGIN_FORBIDDEN = 4403
 CLOSE_RATE_LIMITED = 4429
+# RFC 6455's "try again later": the database or Redis did not answer at connect.
+CLOSE_TRY_AGAIN_LATER = 1013
 # The socket fell too far behind the room frames sent to it: reconnect and resume with hello.
 CLOSE_TOO_SLOW = 4408

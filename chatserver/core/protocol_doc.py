@@ -38,6 +38,10 @@ _CLOSE_CODE_MEANINGS = {
         "The `Origin` header is not one of the server's allowed origins. Do not retry."
     ),
     "CLOSE_RATE_LIMITED": "Too many connections or frames. Reconnect later, with backoff.",
+    "CLOSE_TRY_AGAIN_LATER": (
+        "The database or Redis did not answer while the socket connected (a restart or a "
+        "failover). Nothing is wrong with the credentials: reconnect later, with backoff."
+    ),
     "CLOSE_TOO_SLOW": (
         "The socket fell too far behind the room frames sent to it (the dropped frames are "
         "counted). Reconnect and resume with `hello`."
@@ -117,8 +121,12 @@ account suspended) first receives `session.revoked` with a reason, then is close
   `"room:<id>"` for a room); the client then reloads that stream over the REST API
   (`GET /api/v1/inbox`, `GET /api/v1/rooms/{{id}}/messages`). Rooms the user joined while
   offline are resumed from their join, listed or not.
-- A live event and a resumed one can overlap: a client drops any event whose `seq` it
-  already has.
+- A socket follows its user's inbox and rooms from the moment it connects, so live events
+  may reach it before `welcome`, even before it sends `hello`. They are ordinary events: the
+  client keeps each by its `seq`, as it does after `welcome`.
+- A live event and a resumed one can overlap (an event may arrive live before `welcome` and
+  again among the resumed ones): a client drops any event whose `seq` it already has in that
+  stream.
 - The unread count is the same on every device: reading on one device sends `notify.unread`
   to every socket of the user.
 - Channel-layer message types (`frame.push`, `session.revoke`) are internal to the server and

@@ -175,6 +175,7 @@ class LocalHub:
 
     # Layers forget group members after `group_expiry` (a day by default): say it again.
     REFRESH_SECONDS = 3600.0
+    RETRY_SECONDS = 2.0
 
     def __init__(self, layer: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.layer = layer
@@ -184,6 +185,7 @@ class LocalHub:
         self._started: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ops: asyncio.Queue[tuple[str, str, asyncio.Future[None] | None]] = asyncio.Queue()
+        self._retrying: set[str] = set()  # groups whose group_add failed, tried again
 
     async def _start(self) -> None:
         self.channel_name = await self.layer.new_channel(prefix="hub.")
@@ -193,7 +195,13 @@ class LocalHub:
     async def ready(self) -> None:
         if self._started is None:
             self._started = asyncio.ensure_future(self._start())
-        await self._started
+        started = self._started
+        try:
+            await asyncio.shield(started)
+        except Exception:  # the layer did not answer (Redis down): the next socket tries again
+            if self._started is started:
+                self._started = None
+            raise
 
     async def subscribe(self, group: str, subscriber: Subscriber) -> None:
         """Deliver the group's messages to `subscriber` from now on (awaits the layer when
@@ -225,15 +233,34 @@ class LocalHub:
     async def _layer_ops(self) -> None:
         while True:
             method, group, done = await self._ops.get()
-            # A group emptied and followed again before its discard ran: keep it.
-            if method == "group_discard" and group in self.groups:
-                continue
-            try:
-                await getattr(self.layer, method)(group, self.channel_name)
-            except Exception:  # sockets still resume from seqs; say so in the log
-                log.exception("channel layer %s of %s failed", method, group)
+            await self._layer_op(method, group)
             if done is not None and not done.done():
                 done.set_result(None)
+
+    async def _layer_op(self, method: str, group: str) -> None:
+        # A group emptied and followed again before its discard ran: keep it.
+        if method == "group_discard" and group in self.groups:
+            return
+        # No local socket follows it any more (a retry or a refresh after the last one left).
+        if method == "group_add" and group not in self.groups:
+            self._retrying.discard(group)
+            return
+        try:
+            await getattr(self.layer, method)(group, self.channel_name)
+        except Exception as exc:  # sockets still resume from seqs; say so in the log
+            if method != "group_add":
+                log.exception("channel layer %s of %s failed", method, group)
+                return
+            # The layer is down (Redis restarting): follow the group once it is back, not
+            # at the next refresh an hour later.
+            if group not in self._retrying:
+                self._retrying.add(group)
+                log.warning("channel layer group_add of %s failed, retrying every %ss: %s",
+                            group, self.RETRY_SECONDS, exc)
+            self.loop.call_later(self.RETRY_SECONDS, self._ops.put_nowait,
+                                 ("group_add", group, None))
+            return
+        self._retrying.discard(group)
 
     async def _refresh(self) -> None:
         while True:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
-from ninja import Header, Schema
+from ninja import Header, Schema, Status
 from ninja.security import HttpBearer
 from pydantic import (
     AwareDatetime,
@@ -256,7 +256,7 @@ def _status_of(n: Notification) -> NotificationStatusOut:
 async def notification_send(
     request: HttpRequest, payload: NotificationIn, response: HttpResponse,
     idempotency_key: IdempotencyKey = Header(None, alias="Idempotency-Key"),  # noqa: B008
-) -> tuple[int, NotificationAccepted]:
+) -> Status[NotificationAccepted]:
     """Notify one citizen. With an `Idempotency-Key`, a retry returns the first answer
     (header `Idempotent-Replayed: true`); the same key with a different body is 409.
     A category outside the key's scopes is 403 `scope_forbidden`, whatever the citizen.
@@ -271,7 +271,8 @@ async def notification_send(
     ))
     if replayed:
         response["Idempotent-Replayed"] = "true"
-    return 202, NotificationAccepted(id=notification.pk, created_at=notification.created_at)
+    return Status(202, NotificationAccepted(id=notification.pk,
+                                            created_at=notification.created_at))
 
 
 @agency_api.get("notifications/{id:notification_id}", response={200: NotificationStatusOut,
@@ -287,7 +288,7 @@ def notification_status(request: HttpRequest, notification_id: int) -> Notificat
 def broadcast_create(
     request: HttpRequest, payload: BroadcastIn, response: HttpResponse,
     idempotency_key: IdempotencyKey = Header(None, alias="Idempotency-Key"),  # noqa: B008
-) -> tuple[int, BroadcastOut]:
+) -> Status[BroadcastOut]:
     """Schedule a broadcast to all citizens or a list; workers fan it out in batches and
     `GET broadcasts/{id}` shows done/total. The agency's scopes limit its categories, and
     only agencies that staff allow may broadcast to `all`."""
@@ -302,7 +303,7 @@ def broadcast_create(
     )
     if replayed:
         response["Idempotent-Replayed"] = "true"
-    return 202, BroadcastOut.of(broadcast)
+    return Status(202, BroadcastOut.of(broadcast))
 
 
 @agency_api.get("broadcasts/{id:broadcast_id}", response={200: BroadcastOut, **ERRORS},

@@ -146,6 +146,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         await self.accept()
         try:
             session, room_ids = await _socket_authenticator().send(scope_token(self.scope))
+            self.hub = local_hub()
+            await self.hub.ready()  # the process's layer channel, made at its first socket
         except OriginForbidden:
             SOCKETS_REFUSED.labels("origin").inc()
             await self.close(code=protocol.CLOSE_ORIGIN_FORBIDDEN)
@@ -155,7 +157,11 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             SOCKETS_REFUSED.labels(exc.code).inc()
             await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
             return
-        self.hub = local_hub()
+        except STORE_DOWN as exc:  # the client connects again later
+            log.warning("socket refused, a store is unreachable: %s", exc)
+            SOCKETS_REFUSED.labels("unavailable").inc()
+            await self.close(code=protocol.CLOSE_TRY_AGAIN_LATER)
+            return
         self.address = scope_client(self.scope)[0] or ""
         if not _counts.admit(user_id=session.user_id, address=self.address):
             SOCKETS_REFUSED.labels("too_many_sockets").inc()

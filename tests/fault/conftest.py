@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from pydantic import TypeAdapter
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from chatserver.core import protocol
 from chatserver.models import Room, RoomEvent
@@ -66,6 +67,19 @@ async def open_socket(url: str, token: str, rooms: dict[int, int], **kwargs: Any
     welcome = await answer(ws, "h")
     assert isinstance(welcome, protocol.Welcome), welcome
     return ws, welcome
+
+
+async def connect_close_code(url: str, token: str) -> int | None:
+    """The close code the server gives a device socket that connects now; None when the
+    socket is still open after a hello."""
+    async with connect(f"{url}/ws/v1", open_timeout=20,
+                       additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        try:
+            await ws.send(json.dumps({"type": "hello", "id": "h"}))
+            await answer(ws, "h")
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+    return None
 
 
 def kill(server: LiveServer) -> None:

@@ -2,8 +2,12 @@
 in a temporary directory, on a free port; as the `postgres` OS user when the test runs as
 root), never the shared one. While it is down, the REST API answers 503 `unavailable` in JSON
 with Retry-After, and a socket's chat.send gets an `error` frame `unavailable` with
-retry_after, the socket staying open; once PostgreSQL is back, the same server process and
-the same socket work again, and every acked message is stored."""
+retry_after, the socket staying open, and a socket that connects is closed with 1013 (try
+again later, counted in /metrics); once PostgreSQL is back, the same server process and the
+same socket work again, a new socket connects, and every acked message is stored. An agency's
+burst of notifications through the restart gets 202 or a JSON 503 with Retry-After for each;
+retries with the same Idempotency-Key after recovery are accepted, and every notification is
+stored exactly once."""
 
 import asyncio
 import contextlib
@@ -14,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +31,8 @@ import pytest
 
 from chatserver.core import protocol
 from tests.e2e.conftest import ROOT, LiveServer, start_server
-from tests.fault.conftest import LOAD_ENV, answer, free_port, open_socket
+from tests.fault.conftest import LOAD_ENV, answer, connect_close_code, free_port, open_socket
+from tests.notify.helpers import notification_body
 
 _BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
 pytestmark = [
@@ -154,7 +160,8 @@ async def _restart_under_load(server: LiveServer, postgres: OwnPostgres, room_id
     down_answers = []
     down_until = time.monotonic() + DOWN_SECONDS
     while time.monotonic() < down_until:
-        down_answers.append((await send(), await rest()))
+        close_code = await connect_close_code(server.ws_url, token)
+        down_answers.append((await send(), await rest(), close_code))
         await asyncio.sleep(0.2)
     await asyncio.to_thread(postgres.start)
     # Back: the same process and the same socket work again within a bound.
@@ -168,8 +175,17 @@ async def _restart_under_load(server: LiveServer, postgres: OwnPostgres, room_id
         await asyncio.sleep(0.2)
     after = (await send(), await rest())
     await ws.close()
+    new_ws, welcome = await open_socket(server.ws_url, token, {})
+    await new_ws.close()
+    metrics = await asyncio.to_thread(_metrics, server)
     return {"before": before, "down": down_answers, "after": after, "acked": acked,
-            "recovered_after": recovered_after}
+            "recovered_after": recovered_after, "welcome_after": welcome, "metrics": metrics}
+
+
+def _metrics(server: LiveServer) -> str:
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=30) as response:
+        text: str = response.read().decode()
+    return text
 
 
 async def _send(ws: Any, room_id: int, cmid: str) -> Any:
@@ -195,7 +211,8 @@ def test_a_postgres_restart_answers_retry_then_recovers_without_restarting_sonor
     # While PostgreSQL is down: retryable errors, in JSON, nothing else (no 500, no HTML,
     # no closed socket, no hang).
     assert result["down"]
-    for frame, (status, headers, body) in result["down"]:
+    for frame, (status, headers, body), close_code in result["down"]:
+        assert close_code == protocol.CLOSE_TRY_AGAIN_LATER == 1013, close_code
         assert isinstance(frame, protocol.ErrorFrame), frame
         assert frame.code == "unavailable" and float(str(frame.extra["retry_after"])) > 0, frame
         assert status == 503, (status, body)
@@ -206,9 +223,151 @@ def test_a_postgres_restart_answers_retry_then_recovers_without_restarting_sonor
     assert result["recovered_after"] is not None, "did not recover"
     frame, (status, _, body) = result["after"]
     assert isinstance(frame, protocol.Ack) and status == 200, (frame, body)
+    assert isinstance(result["welcome_after"], protocol.Welcome)
+    refused = [line for line in result["metrics"].splitlines()
+               if line.startswith('sonor_sockets_refused_total{reason="unavailable"}')]
+    assert refused and float(refused[0].split()[-1]) == len(result["down"]), refused
     # Every acked message is stored, with its ack's seq.
     with psycopg.connect(own_postgres.url.replace("postgres://", "postgresql://")) as conn:
         stored: dict[str, int] = dict(conn.execute(
             "SELECT client_msg_id, seq FROM chatserver_roomevent WHERE room_id = %s "
             "AND client_msg_id IS NOT NULL", (seed["room"],)).fetchall())
     assert stored == result["acked"]
+
+
+_SEED_AGENCY = """
+import json
+from identity.services import citizen_create
+from notify.agency_services import agency_create
+citizen = citizen_create(register_number="УБ99011512", name="Ану")
+agency, key = agency_create(name="Улсын бүртгэлийн ерөнхий газар")
+print(json.dumps({"register_number": citizen.register_number, "key": key}))
+"""
+
+BURST_CLIENTS = 6
+BURST_MAX_REQUESTS = 1500  # a bound on the whole test's traffic
+
+
+def _post(server: LiveServer, key: str, idempotency_key: str, register_number: str
+          ) -> tuple[int, dict[str, str], Any]:
+    body = json.dumps(notification_body(register_number, reference=idempotency_key)).encode()
+    request = urllib.request.Request(
+        f"{server.url}/api/agency/v1/notifications", data=body, method="POST",
+        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key,
+                 "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, _lower(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _lower(error.headers), json.loads(error.read())
+
+
+def _burst_through_restart(server: LiveServer, postgres: OwnPostgres, key: str,
+                           register_number: str) -> dict[str, Any]:
+    """BURST_CLIENTS threads post notifications, each with a key of its own, from before
+    PostgreSQL stops until after it is back; then every refused one is sent again with its
+    key, and a few accepted ones too."""
+    answers: dict[str, tuple[int, dict[str, str], Any]] = {}
+    sending = threading.Event()
+    sending.set()
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        n = 0
+        while sending.is_set():
+            with lock:
+                if len(answers) >= BURST_MAX_REQUESTS:
+                    return
+            idempotency_key = f"c{index}-{n}"
+            try:
+                answer = _post(server, key, idempotency_key, register_number)
+            except Exception as exc:  # no answer at all (a reset, a timeout): the test fails
+                answer = (0, {}, repr(exc))
+            with lock:
+                answers[idempotency_key] = answer
+            n += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(BURST_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1)
+        postgres.stop()
+        time.sleep(DOWN_SECONDS)
+        postgres.start()
+        # Back: the burst goes on until requests are stored again, within a bound.
+        recovered = False
+        started = time.monotonic()
+        while not recovered and time.monotonic() - started < RECOVER_WITHIN:
+            time.sleep(0.2)
+            with lock:
+                recent = list(answers.values())[-BURST_CLIENTS:]
+            recovered = bool(recent) and all(status == 202 for status, _, _ in recent)
+        time.sleep(1)
+    finally:
+        sending.clear()
+        for thread in threads:
+            thread.join(timeout=60)
+    refused = [k for k, (status, _, _) in answers.items() if status != 202]
+    accepted = [k for k, (status, _, _) in answers.items() if status == 202]
+    retries = {k: _retry(server, key, k, register_number) for k in refused + accepted[:20]}
+    return {"answers": answers, "retries": retries, "recovered": recovered}
+
+
+def _retry(server: LiveServer, key: str, idempotency_key: str, register_number: str
+           ) -> tuple[int, dict[str, str], Any]:
+    """As a client retries: again while the answer is 503 (a pooled database connection that
+    the restart cut fails once before it is replaced), a few times."""
+    for _ in range(5):
+        answer = _post(server, key, idempotency_key, register_number)
+        if answer[0] != 503:
+            break
+        time.sleep(0.2)
+    return answer
+
+
+def test_an_agency_burst_through_a_postgres_restart_stores_each_notification_once(
+        own_postgres: OwnPostgres, tmp_path: Path) -> None:
+    _manage(own_postgres.url, "migrate", "--no-input")
+    seed = json.loads(_manage(own_postgres.url, "shell", "-c", _SEED_AGENCY)
+                      .strip().splitlines()[-1])
+    server = start_server(tmp_path, (), **LOAD_ENV, SONOR_AGENCY_RATE_PER_MINUTE="1000000",
+                          DATABASE_URL=own_postgres.url)
+    try:
+        result = _burst_through_restart(server, own_postgres, seed["key"],
+                                        seed["register_number"])
+        assert server.process.poll() is None, "the server process died"
+    finally:
+        server.stop()
+
+    answers: dict[str, tuple[int, dict[str, str], Any]] = result["answers"]
+    retries: dict[str, tuple[int, dict[str, str], Any]] = result["retries"]
+    statuses = [status for status, _, _ in answers.values()]
+    # Every answer is a 202 or a retryable 503 in JSON: no 500, no HTML, no hang.
+    assert set(statuses) <= {202, 503}, sorted(set(statuses))
+    assert 503 in statuses, "no request was refused: PostgreSQL was not down"
+    assert result["recovered"], "requests were not stored again after PostgreSQL came back"
+    for status, headers, body in answers.values():
+        assert headers["content-type"].startswith("application/json")
+        if status == 503:
+            assert body["code"] == "unavailable" and body["extra"]["retry_after"] > 0, body
+            assert int(headers["retry-after"]) >= 1
+    # After recovery every retry with the same key is accepted; one accepted before answers
+    # with its first id, marked as replayed.
+    for idempotency_key, (status, headers, body) in retries.items():
+        assert status == 202, (idempotency_key, status, body)
+        first_status, _, first_body = answers[idempotency_key]
+        if first_status == 202:
+            assert body["id"] == first_body["id"] and headers["idempotent-replayed"] == "true"
+    # Every key is stored exactly once, with the id its 202 gave.
+    with psycopg.connect(own_postgres.url.replace("postgres://", "postgresql://")) as conn:
+        stored = conn.execute("SELECT idempotency_key, count(*), min(id) FROM "
+                              "notify_notification WHERE idempotency_key <> '' "
+                              "GROUP BY idempotency_key").fetchall()
+    assert {k: n for k, n, _ in stored} == dict.fromkeys(answers, 1)
+    ids = {k: i for k, _, i in stored}
+    for idempotency_key, (status, _, body) in answers.items():
+        if status == 202:
+            assert ids[idempotency_key] == body["id"]
+    for idempotency_key, (_, _, body) in retries.items():
+        assert ids[idempotency_key] == body["id"]
