@@ -307,10 +307,20 @@ def test_qr_login_denied_then_approved_by_a_logged_in_phone(
                                 token=phone_token)
     assert status == 200, request
     assert "Chrome" in request["requester_device"]  # the phone is shown who asks
+    # A mark on this document: a navigation (or a reload) would drop it.
+    page.evaluate("window.sonorSameDocument = 'login page'")
     status, created = http_json("POST", f"{server.url}/api/v1/qr/approve", {"token": second},
                                 token=phone_token)
     assert status == 200, created
+    # The login card gives way to the app in place: the tabs, the connection, the chats.
+    expect(page.locator("#nav-chat")).to_be_visible()
+    expect(page.locator("#qr")).to_have_count(0)
     expect(page).to_have_url(f"{server.url}/")
+    expect(page).to_have_title("Сонор")
+    assert page.evaluate("window.sonorSameDocument") == "login page"
+    expect(page.locator("#conn")).to_have_attribute("data-state", "online")
+    # No verified phone yet: the app opens at the phone form, as it does at /.
+    expect(page.locator("#phone-input")).to_be_visible()
     expect(page.locator("#me-name")).to_have_text("Бат-Эрдэнэ")
     expect(page.locator("#conn")).to_have_attribute("data-state", "online")
     expect(page.locator("#session-list .session.current")).to_contain_text("qr")
