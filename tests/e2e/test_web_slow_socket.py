@@ -55,12 +55,24 @@ def test_a_page_that_falls_behind_is_closed_with_4408_and_catches_up_by_itself(
     # Бат's network: a small receive buffer, so that a pause backs the server up soon.
     net = CuttableProxy(receive_buffer=4096)
     proxies.append(net)
-    # A socket may have 3 frames waiting; Сарнай may send as fast as she likes.
-    server = live_server_factory(SONOR_ALLOWED_ORIGINS=net.url, SONOR_CHAT_SOCKET_BUFFER="3",
+    # A socket may have 20 frames waiting (more than a reconnect's own reads and receipts
+    # queue up); Сарнай may send as fast as she likes.
+    server = live_server_factory(SONOR_ALLOWED_ORIGINS=net.url, SONOR_CHAT_SOCKET_BUFFER="20",
                                  SONOR_CHAT_SEND_RATE="100000")
     net.target_port = server.port
 
     _, page = new_page(browser)
+    # The close codes the page's sockets see, as the page sees them.
+    page.add_init_script("""
+      window.closeCodes = [];
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native {
+        constructor(...args) {
+          super(...args);
+          this.addEventListener("close", (event) => window.closeCodes.push(event.code));
+        }
+      };
+    """)
     sockets: list[Any] = []
     page.on("websocket", lambda ws: sockets.append(ws) if ws.url.endswith("/ws/v1") else None)
     demo_login(page, net.url, bat)
@@ -90,7 +102,11 @@ def test_a_page_that_falls_behind_is_closed_with_4408_and_catches_up_by_itself(
     # last message is there without a reload, and the badge says online again.
     expect(messages_with(page, f"№{sent - 1} ")).to_have_count(1, timeout=TIMEOUT_MS)
     expect(page.locator("#conn")).to_have_attribute("data-state", "online")
-    assert len(sockets) == 2  # one reconnect, by itself
+    # Closed as too slow (once, or again if the catching up fell behind too), and every
+    # close was followed by a reconnect of its own.
+    codes = page.evaluate("window.closeCodes")
+    assert codes and set(codes) == {4408}, codes
+    assert len(sockets) == len(codes) + 1
     states = page.evaluate("window.connStates")
     assert states[-1] == "online" and "offline" in states, states
     assert page.errors == []  # type: ignore[attr-defined]
