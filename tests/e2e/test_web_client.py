@@ -25,6 +25,7 @@ from identity.services import citizen_create, session_create
 from notify.agency_services import agency_create
 from notify.models import DevOutboxMessage
 from tests.e2e.conftest import LiveServer
+from tests.e2e.web_helpers import close_codes, record_close_codes
 
 pytestmark = pytest.mark.e2e
 
@@ -227,6 +228,7 @@ def test_logout_and_log_out_everywhere_else(
     _, laptop = new_page(browser)
     demo_login(laptop, server, bat)
     _, office = new_page(browser)
+    record_close_codes(office)
     demo_login(office, server, bat)
 
     # Both browsers are listed; the laptop ends every other session: the office page, whose
@@ -236,6 +238,7 @@ def test_logout_and_log_out_everywhere_else(
     expect(laptop.locator("#session-list .session")).to_have_count(2)
     laptop.click("#revoke-others")
     expect(office).to_have_url(f"{server.url}/login?reason=logout")
+    assert close_codes(office) == [4401]  # the server closed its socket: revoked
     expect(office.locator("#login-reason")).to_have_attribute("data-reason", "logout")
     expect(office.locator("#login-reason")).to_contain_text("Та системээс гарлаа")
     expect(laptop.locator("#session-list .session")).to_have_count(1)

@@ -63,6 +63,29 @@ def new_page(browser: Browser, *, viewport: ViewportSize | None = None
     return context, page
 
 
+def record_close_codes(page: Page) -> None:
+    """Record the close code of every device socket (/ws/v1) the page's documents open, in
+    the tab's sessionStorage (it outlives a navigation to the login page); read them with
+    close_codes()."""
+    page.add_init_script("""
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native {
+        constructor(url, ...rest) {
+          super(url, ...rest);
+          if (!String(url).endsWith("/ws/v1")) return;
+          this.addEventListener("close", (event) => {
+            const codes = JSON.parse(sessionStorage.getItem("test.closeCodes") || "[]");
+            sessionStorage.setItem("test.closeCodes", JSON.stringify([...codes, event.code]));
+          });
+        }
+      };
+    """)
+
+
+def close_codes(page: Page) -> list[int]:
+    return list(page.evaluate('JSON.parse(sessionStorage.getItem("test.closeCodes") || "[]")'))
+
+
 def demo_login(page: Page, base_url: str, user: User) -> None:
     token = demo_login_link_create(user=user)
     page.goto(f"{base_url}/demo/login/{token}")

@@ -211,8 +211,28 @@ export function chatRoom(chat) {
     chat.current.room.last_read_seq = seq;
     chat.current.room.unread = 0;
     chat.renderRooms();
-    if (client.online) client.read(chat.current.id, seq).catch(() => {});
-    else api("POST", "rooms/" + chat.current.id + "/read", { seq });
+    readSend(chat.current.id, seq);
+  }
+
+  // One read receipt on its way at a time, then the newest seq of each room: a burst of
+  // messages (a busy room, a resume) would otherwise send a frame per message and run into
+  // the socket's rate limit (4429).
+  const readsWanted = new Map(); // room id -> the highest seq read, not yet sent
+  let readSending = false;
+  async function readSend(roomId, seq) {
+    readsWanted.set(roomId, Math.max(seq, readsWanted.get(roomId) || 0));
+    if (readSending) return;
+    readSending = true;
+    try {
+      while (readsWanted.size) {
+        const [room, upTo] = readsWanted.entries().next().value;
+        readsWanted.delete(room);
+        if (client.online) await client.read(room, upTo).catch(() => {});
+        else await api("POST", "rooms/" + room + "/read", { seq: upTo });
+      }
+    } finally {
+      readSending = false;
+    }
   }
 
   /* ---- sending, with pending and failed states -------------------------------------- */
