@@ -1,5 +1,6 @@
 """A browser that falls behind a busy room, against a real server: its socket is closed with
-4408 (too slow), and the page reconnects by itself and shows every message."""
+4408 (too slow), and the page reconnects by itself, shows the last message and counts every
+one unread."""
 
 from collections.abc import Callable
 from typing import Any
