@@ -71,10 +71,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"Fixed rate: {_num(fixed_small)} msgs/s in rooms of 10, {_num(fixed_big)} msgs/s in "
             f"the room of {_num(members)}, the same for every server ({tries} trials; the one "
             "with the median p99 shown). Latency is from the scheduled send time to arrival "
-            "at each member.", "",
+            "at each member. Server CPU per delivery: the server's CPU time over a fixed-rate "
+            "trial divided by its deliveries, the median of the trials (× the raw app's: lower "
+            "is better); a busy machine disturbs it least.", "",
             f"| server | rooms of 10: deliveries/s held | room of {_num(members)}: deliveries/s "
-            "held | rooms of 10 fixed: p50 / p99 ms | big room fixed: p50 / p99 ms |",
-            "| --- | --- | --- | --- | --- |",
+            "held | rooms of 10 fixed: p50 / p99 ms | big room fixed: p50 / p99 ms "
+            "| server CPU µs per delivery, fixed: rooms of 10 / big room |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
         for server in chat:
             row = [server]
@@ -88,6 +91,10 @@ def markdown(results: dict[str, Any]) -> str:
                            _get(results, "chat", server, layout, "fixed_tries") or [])
                 row.append(f"{_num(fixed.get('p50_ms'))} / {_num(fixed.get('p99_ms'))}"
                            + (f", lost {lost}" if lost else ""))
+            row.append(" / ".join(
+                _cpu_per_delivery(results, server, layout) + _ratio(
+                    _median_cpu(results, server, layout), _median_cpu(results, RAW, layout))
+                for layout in ("rooms_of_10", "big_room")))
             lines.append("| " + " | ".join(row) + " |")
         raw_steps = [s for layout in ("rooms_of_10", "big_room")
                      for s in (_get(results, "chat", RAW, layout, "search", "steps") or [])]
@@ -245,3 +252,15 @@ def write(results: dict[str, Any], out: Path) -> None:
     images = plots(results, out)
     text += "".join(f"\n![{name}]({name})\n" for name in images)
     (out / "results.md").write_text(text)
+
+
+def _median_cpu(results: dict[str, Any], server: str, layout: str) -> float | None:
+    """The median server CPU µs per delivery over a layout's fixed-rate trials."""
+    values = sorted(t["server_cpu_us_per_delivery"] for t in
+                    _get(results, "chat", server, layout, "fixed_tries") or []
+                    if t.get("server_cpu_us_per_delivery") is not None)
+    return values[len(values) // 2] if values else None
+
+
+def _cpu_per_delivery(results: dict[str, Any], server: str, layout: str) -> str:
+    return _num(_median_cpu(results, server, layout))

@@ -172,31 +172,28 @@ def json_error_urls(api: NinjaAPI) -> tuple[list[Any], str, str]:
     return patterns, app_name, namespace
 
 
-def _not_allowed_as_json(response: HttpResponse) -> HttpResponse:
+def _json_not_allowed(view: Callable[..., Any]) -> Callable[..., Any]:
+    if iscoroutinefunction(view):  # a path with an async operation (agency notifications)
+        @functools.wraps(view)
+        async def wrapped_async(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            return _method_not_allowed_as_json(await view(request, *args, **kwargs))
+
+        return wrapped_async
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _method_not_allowed_as_json(view(request, *args, **kwargs))
+
+    return wrapped
+
+
+def _method_not_allowed_as_json(response: HttpResponse) -> HttpResponse:
     if isinstance(response, HttpResponseNotAllowed):
         allowed = response["Allow"]
         response = JsonResponse(MethodNotAllowed(allowed=allowed.split(", ")).as_dict(),
                                 status=405)
         response["Allow"] = allowed
     return response
-
-
-def _json_not_allowed(view: Callable[..., Any]) -> Callable[..., Any]:
-    # A path with an async operation (the agency API's send) has an async view: its wrapper
-    # must stay a coroutine function, or Django runs it as sync and gets a coroutine back.
-    if iscoroutinefunction(view):
-        @functools.wraps(view)
-        async def wrapped_async(request: HttpRequest, *args: Any, **kwargs: Any
-                                ) -> HttpResponse:
-            return _not_allowed_as_json(await view(request, *args, **kwargs))
-
-        return wrapped_async
-
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return _not_allowed_as_json(view(request, *args, **kwargs))
-
-    return wrapped
 
 
 @csrf_exempt

@@ -38,6 +38,7 @@ from chatserver.chat.presence import chat_presence_apply
 from chatserver.chat.selectors import room_ids_by_user
 from chatserver.core import protocol
 from chatserver.core.batching import batcher
+from chatserver.core.eager import start_eagerly
 from chatserver.core.errors import (
     AppError,
     FrameTooLarge,
@@ -76,6 +77,8 @@ SOCKETS_TOO_SLOW = Counter("sonor_sockets_too_slow_total", "Sockets closed for f
 SOCKETS_FLOODING = Counter("sonor_sockets_flooding_total",
                            "Sockets closed with 4429 for sending too many refused frames")
 
+# A socket's writer while it runs in the caller's step (see _write_soon).
+_WRITING = object()
 # Control items in a socket's outbox, between frame texts (which are str).
 _REVOKED = "revoked"
 _TOO_SLOW = "too_slow"
@@ -108,7 +111,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     room_ids: set[int]
     typing_sent_at: dict[int, float]
     outbox: collections.deque[str | tuple[str, str]]
-    writer: asyncio.Task[None] | None = None
+    writer: "asyncio.Future[None] | object | None" = None
     too_slow: bool = False
     closing: bool = False
     handling: bool = False
@@ -187,7 +190,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         for room_id in self.room_ids:
             self.hub.unsubscribe(room_group(room_id), self)
         self.room_ids.clear()
-        if self.writer is not None:
+        if isinstance(self.writer, asyncio.Future):
             self.writer.cancel()
         if hasattr(self, "presence"):
             self.presence.closed(self.channel_name)
@@ -311,7 +314,11 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     def _write_soon(self) -> None:
         if self.writer is None and self.outbox and not self.handling:
-            self.writer = asyncio.ensure_future(self._write_outbox())
+            # Written now, in this step; a task only for a write that has to wait.
+            self.writer = _WRITING
+            task = start_eagerly(self._write_outbox())
+            if self.writer is _WRITING:  # still running: it waits, as `task`
+                self.writer = task
 
     async def _write_outbox(self) -> None:
         send = self.base_send
