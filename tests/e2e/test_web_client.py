@@ -25,6 +25,7 @@ from identity.services import citizen_create, session_create
 from notify.agency_services import agency_create
 from notify.models import DevOutboxMessage
 from tests.e2e.conftest import LiveServer
+from tests.e2e.web_helpers import close_codes, record_close_codes
 
 pytestmark = pytest.mark.e2e
 
@@ -227,6 +228,7 @@ def test_logout_and_log_out_everywhere_else(
     _, laptop = new_page(browser)
     demo_login(laptop, server, bat)
     _, office = new_page(browser)
+    record_close_codes(office)
     demo_login(office, server, bat)
 
     # Both browsers are listed; the laptop ends every other session: the office page, whose
@@ -236,6 +238,7 @@ def test_logout_and_log_out_everywhere_else(
     expect(laptop.locator("#session-list .session")).to_have_count(2)
     laptop.click("#revoke-others")
     expect(office).to_have_url(f"{server.url}/login?reason=logout")
+    assert close_codes(office) == [4401]  # the server closed its socket: revoked
     expect(office.locator("#login-reason")).to_have_attribute("data-reason", "logout")
     expect(office.locator("#login-reason")).to_contain_text("Та системээс гарлаа")
     expect(laptop.locator("#session-list .session")).to_have_count(1)
@@ -307,10 +310,20 @@ def test_qr_login_denied_then_approved_by_a_logged_in_phone(
                                 token=phone_token)
     assert status == 200, request
     assert "Chrome" in request["requester_device"]  # the phone is shown who asks
+    # A mark on this document: a navigation (or a reload) would drop it.
+    page.evaluate("window.sonorSameDocument = 'login page'")
     status, created = http_json("POST", f"{server.url}/api/v1/qr/approve", {"token": second},
                                 token=phone_token)
     assert status == 200, created
+    # The login card gives way to the app in place: the tabs, the connection, the chats.
+    expect(page.locator("#nav-chat")).to_be_visible()
+    expect(page.locator("#qr")).to_have_count(0)
     expect(page).to_have_url(f"{server.url}/")
+    expect(page).to_have_title("Сонор")
+    assert page.evaluate("window.sonorSameDocument") == "login page"
+    expect(page.locator("#conn")).to_have_attribute("data-state", "online")
+    # No verified phone yet: the app opens at the phone form, as it does at /.
+    expect(page.locator("#phone-input")).to_be_visible()
     expect(page.locator("#me-name")).to_have_text("Бат-Эрдэнэ")
     expect(page.locator("#conn")).to_have_attribute("data-state", "online")
     expect(page.locator("#session-list .session.current")).to_contain_text("qr")

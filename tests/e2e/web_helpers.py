@@ -63,6 +63,29 @@ def new_page(browser: Browser, *, viewport: ViewportSize | None = None
     return context, page
 
 
+def record_close_codes(page: Page) -> None:
+    """Record the close code of every device socket (/ws/v1) the page's documents open, in
+    the tab's sessionStorage (it outlives a navigation to the login page); read them with
+    close_codes()."""
+    page.add_init_script("""
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native {
+        constructor(url, ...rest) {
+          super(url, ...rest);
+          if (!String(url).endsWith("/ws/v1")) return;
+          this.addEventListener("close", (event) => {
+            const codes = JSON.parse(sessionStorage.getItem("test.closeCodes") || "[]");
+            sessionStorage.setItem("test.closeCodes", JSON.stringify([...codes, event.code]));
+          });
+        }
+      };
+    """)
+
+
+def close_codes(page: Page) -> list[int]:
+    return list(page.evaluate('JSON.parse(sessionStorage.getItem("test.closeCodes") || "[]")'))
+
+
 def demo_login(page: Page, base_url: str, user: User) -> None:
     token = demo_login_link_create(user=user)
     page.goto(f"{base_url}/demo/login/{token}")
@@ -82,9 +105,15 @@ def screenshot(page: Page, name: str) -> Path:
 class CuttableProxy:
     """A loopback TCP proxy in front of the server: `blackhole()` silently drops what the
     server sends (a network that swallows answers), `cut()` closes every connection and
-    refuses new ones, `restore()` heals both. Threads; stops with close()."""
+    refuses new ones, `pause()` stops reading what the server sends (a reader that falls
+    behind: the server's writes back up), `restore()` heals all three. `receive_buffer`
+    shrinks the proxy's receive buffer towards the server, so that a pause backs up soon.
+    Threads; stops with close()."""
 
-    def __init__(self) -> None:
+    def __init__(self, receive_buffer: int | None = None) -> None:
+        self.receive_buffer = receive_buffer
+        self.reading = threading.Event()
+        self.reading.set()
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -112,9 +141,14 @@ class CuttableProxy:
                 client.close()
                 continue
             try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                upstream = socket.socket()
+                if self.receive_buffer:  # before connect: it sets the window offered
+                    upstream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+                upstream.settimeout(5)
+                upstream.connect(("127.0.0.1", self.target_port))
                 upstream.settimeout(None)
             except OSError:
+                upstream.close()
                 client.close()
                 continue
             with self.lock:
@@ -127,7 +161,9 @@ class CuttableProxy:
     def _pump(self, source: socket.socket, sink: socket.socket, downstream: bool) -> None:
         try:
             while True:
-                data = source.recv(65536)
+                if downstream:
+                    self.reading.wait()
+                data = source.recv(65536 if not self.receive_buffer else 1024)
                 if not data:
                     break
                 if downstream and self.dropping:
@@ -145,6 +181,9 @@ class CuttableProxy:
     def blackhole(self) -> None:
         self.dropping = True
 
+    def pause(self) -> None:
+        self.reading.clear()
+
     def cut(self) -> None:
         self.refusing = True
         with self.lock:
@@ -160,9 +199,11 @@ class CuttableProxy:
     def restore(self) -> None:
         self.dropping = False
         self.refusing = False
+        self.reading.set()
 
     def close(self) -> None:
         self.closed = True
+        self.reading.set()
         self.cut()
         self.listener.close()
 

@@ -40,11 +40,32 @@ function stop(text) {
   show(retry, true);
 }
 
+/* The app in this same document: its shell (topbar and main of the page at /) replaces the
+ * login card, then app.js starts as it would at /. The cookie set by auth/cookie rides on
+ * the fetch and on the app's socket; nothing here ever holds the session. */
+async function openApp() {
+  const response = await fetch("/", { credentials: "same-origin", headers: { Accept: "text/html" } });
+  if (!response.ok) throw new Error("app page: HTTP " + response.status);
+  const shell = new DOMParser().parseFromString(await response.text(), "text/html");
+  if (shell.body.dataset.page !== "app") throw new Error("app page: not the app");
+  // Parsed, not inserted as text: the shell's <script> elements never run, app.js is imported.
+  document.title = shell.title;
+  document.querySelector("header.topbar").replaceWith(document.adoptNode(shell.querySelector("header.topbar")));
+  document.getElementById("main").replaceWith(document.adoptNode(shell.getElementById("main")));
+  document.body.dataset.page = "app";
+  history.replaceState(null, "", "/");
+  await import("./app.js");
+}
+
 async function approved(frame) {
   setStatus(_("Logging in…") + " (" + frame.user_name + ")", "good");
   const result = await api("POST", "auth/cookie", { token: frame.token });
-  if (result.status === 204) location.replace("/");
-  else stop(_("Could not log in:") + " " + errorText(result));
+  if (result.status !== 204) {
+    stop(_("Could not log in:") + " " + errorText(result));
+    return;
+  }
+  // If the shell cannot be loaded here, the page at / (with the cookie now set) does it.
+  openApp().catch(() => location.replace("/"));
 }
 
 function start() {
