@@ -55,6 +55,9 @@ class Conn:
         self.ready = asyncio.Event()  # the pong to "ready" or the welcome arrived
         self.seqs: dict[int, set[int]] | None = None  # tracked seqs per room (storm)
         self.open = False
+        # (room, seq) of trial messages counted: after a reconnect the same message can come
+        # both live and in the resume (live events may precede `welcome`); it counts once.
+        self.counted: set[tuple[int, int]] = set()
 
 
 class Worker:
@@ -65,6 +68,8 @@ class Worker:
         self.reset()
 
     def reset(self) -> None:
+        for conn in self.conns:
+            conn.counted.clear()
         self.chat_hist = new_histogram()
         self.notify_hist = new_histogram()
         self.post_hist = new_histogram()
@@ -138,6 +143,10 @@ class Worker:
             return
         trial, _, rest = (frame.get("client_msg_id") or "").partition(":")
         if trial == self.trial:
+            key = (frame["room"], frame["seq"])
+            if key in conn.counted:
+                return
+            conn.counted.add(key)
             scheduled = float(rest.rsplit(":", 1)[1])
             self.chat_hist.record_value(_micros(now - scheduled))
             self.delivered += 1
