@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
@@ -171,16 +172,25 @@ def json_error_urls(api: NinjaAPI) -> tuple[list[Any], str, str]:
     return patterns, app_name, namespace
 
 
-def _json_not_allowed(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = view(request, *args, **kwargs)
+def _json_not_allowed(view: Callable[..., Any]) -> Callable[..., Any]:
+    def as_json(response: HttpResponse) -> HttpResponse:
         if isinstance(response, HttpResponseNotAllowed):
             allowed = response["Allow"]
             response = JsonResponse(MethodNotAllowed(allowed=allowed.split(", ")).as_dict(),
                                     status=405)
             response["Allow"] = allowed
         return response
+
+    if iscoroutinefunction(view):  # a path with an async operation (the agency writer's)
+        @functools.wraps(view)
+        async def wrapped_async(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            return as_json(await view(request, *args, **kwargs))
+
+        return wrapped_async
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return as_json(view(request, *args, **kwargs))
 
     return wrapped
 
