@@ -26,7 +26,7 @@ from chatserver.chat.streams import Unchanged, has_verified_phone, require_verif
 from chatserver.core.errors import RateLimited
 from chatserver.core.realtime import publish_user_on_commit
 from identity.models import User
-from notify.services import notification_create
+from notify.inbox import notification_create
 
 log = logging.getLogger(__name__)
 Role = Membership.Role

@@ -19,8 +19,8 @@ from django.utils import timezone
 from identity.admin_services import phone_bind_verified
 from identity.services import citizen_create, session_create
 from notify import preferences
+from notify.inbox import notification_create
 from notify.models import Delivery, NotifySettings
-from notify.services import notification_create
 from tests.e2e.conftest import ROOT, _database_url
 from tests.fakes.fcm import FakeFcm
 from tests.fakes.smsc import FakeSmsc

@@ -8,8 +8,8 @@ from django.test import Client
 from chatserver.core import protocol
 from identity.models import DeviceSession, PhoneNumber, User
 from identity.services import user_suspend, user_unsuspend
+from notify.inbox import notification_create
 from notify.models import Notification
-from notify.services import notification_create
 
 FOREIGN_ORIGIN = "https://evil.example"
 

@@ -24,9 +24,9 @@ from chatserver.worker.jobs import worker_run_until_idle
 from identity.models import User
 from identity.services import account_close
 from notify.broadcasts import broadcast_batch_process
+from notify.inbox import notification_create
 from notify.models import Agency, Broadcast, Notification
 from notify.selectors import inbox_seq
-from notify.services import notification_create
 from notify.workdays import earliest_after_working_days
 from tests.conftest import JsonClient
 from tests.notify.helpers import send

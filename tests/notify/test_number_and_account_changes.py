@@ -12,8 +12,8 @@ from identity.models import User
 from identity.services import _phone_bind, account_close, session_create
 from notify import preferences
 from notify.delivery import deliveries_process
+from notify.inbox import notification_create
 from notify.models import Delivery, DevOutboxMessage, Notification, NotifySettings
-from notify.services import notification_create
 
 pytestmark = pytest.mark.django_db
 
