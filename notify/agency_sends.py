@@ -18,7 +18,7 @@ from identity.models import User
 from identity.services import access_log_record
 from notify.agency_services import agency_scope_check, api_keys_authenticate
 from notify.errors import CitizenNotFound, IdempotencyKeyReused
-from notify.inbox import _notifications_insert
+from notify.inbox import notifications_insert
 from notify.models import Agency, Notification
 
 TITLE_MAX = 200
@@ -170,7 +170,7 @@ def agency_notifications_send_batch(requests: list[AgencySend]) -> list[AgencySe
     if new:
         try:
             with transaction.atomic():
-                _notifications_insert([n for _, n in new])
+                notifications_insert([n for _, n in new])
         except IntegrityError:
             if len(requests) == 1:  # a duplicate committed meanwhile: read the winner
                 i, r, digest = pending[0]

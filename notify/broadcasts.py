@@ -24,7 +24,7 @@ from identity.domain import register_parse
 from identity.models import User
 from notify.agency_sends import notification_fields_validate, request_digest
 from notify.errors import BroadcastNotCancellable, IdempotencyKeyReused, MaintenanceNoticeTooShort
-from notify.inbox import _notifications_insert
+from notify.inbox import notifications_insert
 from notify.models import Agency, Broadcast, Notification
 from notify.selectors import broadcast_get
 from notify.workdays import earliest_after_working_days
@@ -216,12 +216,12 @@ def broadcast_notifications_bulk_create(
     *, broadcast: Broadcast, user_ids: list[int]
 ) -> list[Notification]:
     """One notification of `broadcast` into each of these inboxes, in the caller's
-    transaction (see _notifications_insert)."""
+    transaction (see notifications_insert)."""
     rows = [Notification(user_id=uid, agency_id=broadcast.agency_id, broadcast=broadcast,
                          category=broadcast.category, title=broadcast.title,
                          body=broadcast.body, link=broadcast.link,
                          reference=broadcast.reference)
             for uid in sorted(set(user_ids))]
     if rows:
-        _notifications_insert(rows)
+        notifications_insert(rows)
     return rows

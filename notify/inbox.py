@@ -4,7 +4,7 @@ Every notification is committed before it is published: frames go out on commit
 (chatserver.core.realtime.publish_on_commit), so a rolled-back write is never seen live.
 
     notification_create (one)  --> InboxState lock, next seq --> INSERT
-    _notifications_insert (many: agency batches, broadcasts) --> all heads advanced at once
+    notifications_insert (many: agency batches, broadcasts) --> all heads advanced at once
                                --> bulk INSERT
         on commit: notify.new + notify.unread to every device of each citizen
 """
@@ -100,7 +100,7 @@ def _inbox_heads_advance(per_user: Counter[int], user_ids: list[int]) -> dict[in
             [x for uid in user_ids for x in (uid, per_user[uid])])
         return {uid: last - per_user[uid] for uid, last in cursor.fetchall()}
 
-def _notifications_insert(rows: list[Notification]) -> None:
+def notifications_insert(rows: list[Notification]) -> None:
     """Store new notifications (seq unset) in the caller's transaction: each inbox's seqs
     stay gap-free (_inbox_heads_advance); the deliveries are planned, and each citizen's
     devices get notify.new and notify.unread on commit."""
