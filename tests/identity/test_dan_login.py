@@ -17,8 +17,8 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
+from identity.accounts import account_close, user_suspend
 from identity.models import AccessLogEntry, DeviceSession, User
-from identity.services import account_close, user_suspend
 from notify.agency_services import agency_create
 from tests.conftest import JsonClient
 from tests.fakes.dan import CITIZEN_SERVICE, Citizen, FakeDan, running

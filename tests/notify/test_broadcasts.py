@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from chatserver.core import protocol
 from chatserver.worker.jobs import worker_run_until_idle
+from identity.accounts import account_close
 from identity.models import User
-from identity.services import account_close
 from notify.broadcasts import broadcast_batch_process
 from notify.inbox import notification_create
 from notify.models import Agency, Broadcast, Notification
