@@ -11,7 +11,7 @@ from django.utils import timezone
 from chatserver.core.realtime import revoke_on_commit, user_group
 from identity.errors import ConfirmationRequired, NoVerifiedPhone
 from identity.models import DeviceSession, PhoneVerification, User
-from identity.services import _code_check, _code_send, _code_wrong, phone_current
+from identity.services import code_check, code_send, code_wrong, phone_current
 from identity.signals import account_closed
 
 log = logging.getLogger(__name__)
@@ -22,9 +22,9 @@ def session_account_close_code(*, session: DeviceSession) -> PhoneVerification:
     e164 = phone_current(user=session.user)
     if e164 is None:
         raise NoVerifiedPhone()
-    return _code_send(user=session.user, e164=e164,
-                      purpose=PhoneVerification.Purpose.ACCOUNT_CLOSE,
-                      text="Sonor: бүртгэлээ хаах код {code}. Та хүсээгүй бол бүү хэлээрэй.")
+    return code_send(user=session.user, e164=e164,
+                     purpose=PhoneVerification.Purpose.ACCOUNT_CLOSE,
+                     text="Sonor: бүртгэлээ хаах код {code}. Та хүсээгүй бол бүү хэлээрэй.")
 
 
 def account_close_confirmed(*, session: DeviceSession, code: str = "") -> None:
@@ -46,11 +46,11 @@ def account_close_confirmed(*, session: DeviceSession, code: str = "") -> None:
         raise NoVerifiedPhone()
     purpose = PhoneVerification.Purpose.ACCOUNT_CLOSE
     with transaction.atomic():
-        if _code_check(user=user, e164=e164, purpose=purpose, code=code, now=now):
+        if code_check(user=user, e164=e164, purpose=purpose, code=code, now=now):
             account_close(user=user)
             log.info("user %s confirmed closing by an SMS code", user.pk)
             return
-    raise _code_wrong(user=user, e164=e164, purpose=purpose)
+    raise code_wrong(user=user, e164=e164, purpose=purpose)
 
 
 @transaction.atomic

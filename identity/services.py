@@ -53,7 +53,7 @@ def citizen_create(*, register_number: str, name: str = "") -> User:
 
 # ---- phone numbers -------------------------------------------------------------------------
 
-def _code_send(*, user: User, e164: str, purpose: str, text: str) -> PhoneVerification:
+def code_send(*, user: User, e164: str, purpose: str, text: str) -> PhoneVerification:
     """A one-time SMS code to `e164`; at most SONOR_PHONE_CODES_PER_HOUR per user and per
     number (counted in the shared database, so across every server)."""
     now = timezone.now()
@@ -83,10 +83,10 @@ def _code_send(*, user: User, e164: str, purpose: str, text: str) -> PhoneVerifi
     return verification
 
 
-def _code_check(*, user: User, e164: str, purpose: str, code: str, now: datetime) -> bool:
+def code_check(*, user: User, e164: str, purpose: str, code: str, now: datetime) -> bool:
     """Consume the user's latest open code of `purpose` for `e164` if `code` is right, in the
     caller's transaction. False for a wrong code, whose attempt is saved: the caller raises
-    _code_wrong() after its transaction commits, so that the attempt counts."""
+    code_wrong() after its transaction commits, so that the attempt counts."""
     verification = (
         PhoneVerification.objects.select_for_update()
         .filter(user=user, e164=e164, purpose=purpose, consumed_at__isnull=True)
@@ -107,7 +107,7 @@ def _code_check(*, user: User, e164: str, purpose: str, code: str, now: datetime
     return False
 
 
-def _code_wrong(*, user: User, e164: str, purpose: str) -> AppError:
+def code_wrong(*, user: User, e164: str, purpose: str) -> AppError:
     verification = (PhoneVerification.objects.filter(user=user, e164=e164, purpose=purpose)
                     .order_by("-created_at").first())
     left = settings.SONOR_PHONE_CODE_ATTEMPTS - (verification.attempts if verification else 0)
@@ -116,9 +116,9 @@ def _code_wrong(*, user: User, e164: str, purpose: str) -> AppError:
 
 def phone_verification_start(*, user: User, phone: str) -> PhoneVerification:
     """Send a one-time code to `phone`; rate-limited per number and per user."""
-    return _code_send(user=user, e164=mobile_parse(phone),
-                      purpose=PhoneVerification.Purpose.PHONE,
-                      text="Sonor: таны баталгаажуулах код {code}. Хэнд ч бүү хэлээрэй.")
+    return code_send(user=user, e164=mobile_parse(phone),
+                     purpose=PhoneVerification.Purpose.PHONE,
+                     text="Sonor: таны баталгаажуулах код {code}. Хэнд ч бүү хэлээрэй.")
 
 
 def phone_verification_confirm(*, user: User, phone: str, code: str) -> PhoneNumber:
@@ -128,9 +128,9 @@ def phone_verification_confirm(*, user: User, phone: str, code: str) -> PhoneNum
     now = timezone.now()
     purpose = PhoneVerification.Purpose.PHONE
     with transaction.atomic():
-        if _code_check(user=user, e164=e164, purpose=purpose, code=code, now=now):
+        if code_check(user=user, e164=e164, purpose=purpose, code=code, now=now):
             return _phone_bind(user=user, e164=e164, now=now)
-    raise _code_wrong(user=user, e164=e164, purpose=purpose)
+    raise code_wrong(user=user, e164=e164, purpose=purpose)
 
 
 def _phone_bind(*, user: User, e164: str, now: datetime) -> PhoneNumber:
