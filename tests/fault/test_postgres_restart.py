@@ -26,7 +26,8 @@ import pytest
 
 from chatserver.core import protocol
 from tests.e2e.conftest import ROOT, LiveServer, start_server
-from tests.fault.conftest import LOAD_ENV, answer, free_port, open_socket
+from tests.fault.conftest import LOAD_ENV, answer, open_socket
+from tests.loopback import free_port
 
 _BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
 pytestmark = [

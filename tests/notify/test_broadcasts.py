@@ -340,9 +340,9 @@ def test_run_worker_once_finishes_due_broadcasts(agency_client: JsonClient,
 
 @pytest.mark.django_db(transaction=True)
 def test_run_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    from tests.e2e.conftest import _database_url
+    from tests.e2e.conftest import database_url
 
-    env = {**os.environ, "DATABASE_URL": _database_url(),
+    env = {**os.environ, "DATABASE_URL": database_url(),
            "SONOR_DATA_DIR": str(django_settings.DATA_DIR)}
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:

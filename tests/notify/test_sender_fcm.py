@@ -6,7 +6,6 @@ under `loopback_only`, so a request that tries to leave the machine fails the te
 
 import asyncio
 import email.utils
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from notify.senders.base import OutboundMessage, SendStatus, send_many
 from notify.senders.fcm import CHUNK_SIZE, FcmSender, fcm_url_template, parse_retry_after
 from notify.senders.registry import sender_for
 from tests.fakes.fcm import FakeFcm, FcmError, invalid_argument, platform_error
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
@@ -194,9 +194,7 @@ def test_parse_retry_after() -> None:
 async def test_network_error_is_retry(
     make_sender: Callable[..., FcmSender], fcm_server: FakeFcm,
 ) -> None:
-    with socket.socket() as probe:  # a loopback port that nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_port()  # a loopback port that nobody listens on
     sender = make_sender(f"http://127.0.0.1:{closed_port}/v1/projects/{{project_id}}"
                          "/messages:send")
 
