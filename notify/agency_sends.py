@@ -19,16 +19,13 @@ from identity.services import access_log_record
 from notify.agency_services import agency_scope_check, api_keys_authenticate
 from notify.errors import CitizenNotFound, IdempotencyKeyReused
 from notify.inbox import notifications_insert
-from notify.models import Agency, Notification
+from notify.models import AGENCY_CATEGORIES, Agency, Notification
 
 TITLE_MAX = 200
 BODY_MAX = 4000
 LINK_MAX = 1000
 REFERENCE_MAX = 100
 AMOUNT_MAX = 10**12
-# What agencies may send; `chat` is the server's own.
-AGENCY_CATEGORIES = frozenset({"service_request", "petition", "complaint", "payment", "system",
-                               "security"})
 
 
 def notification_fields_validate(

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from firebase_admin import messaging  # type: ignore[import-untyped]
 
-from notify.senders.base import OutboundMessage, SendStatus, send_many
-from notify.senders.fcm import CHUNK_SIZE, FcmSender, fcm_url_template, parse_retry_after
+from notify.senders.base import OutboundMessage, SendStatus, retry_after_seconds, send_many
+from notify.senders.fcm import CHUNK_SIZE, FcmSender, fcm_url_template
 from notify.senders.registry import sender_for
 from tests.fakes.fcm import FakeFcm, FcmError, invalid_argument, platform_error
 from tests.loopback import free_port
@@ -186,9 +186,9 @@ async def test_retry_after_of_unavailable_and_as_http_date(
 
 
 def test_parse_retry_after() -> None:
-    assert parse_retry_after("7") == 7.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
-    assert parse_retry_after("soon") is None
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert retry_after_seconds("soon") is None
 
 
 async def test_network_error_is_retry(

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from asgiref.sync import async_to_sync
 
-from notify.senders.base import OutboundMessage, SendStatus
+from notify.senders.base import OutboundMessage, SendStatus, retry_after_seconds
 from notify.senders.registry import sender_for
-from notify.senders.sms_http import HttpSmsSender, invalid_number_said, retry_after_seconds
+from notify.senders.sms_http import HttpSmsSender, invalid_number_said
 from tests.loopback import free_port
 
 if TYPE_CHECKING:
