@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from identity import services
+from identity import accounts, services
 from identity.models import AccessLogEntry, DeviceSession, PhoneNumber, User
 
 
@@ -21,7 +21,7 @@ class UserAdmin(admin.ModelAdmin):
     @admin.action(description="Suspend (sessions end, data kept)")
     def suspend(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
-            services.user_suspend(user=user, by=request.user)  # type: ignore[arg-type]
+            accounts.user_suspend(user=user, by=request.user)  # type: ignore[arg-type]
             services.access_log_record(subject=user, actor_kind="staff",
                                        actor_name=str(request.user), action="suspended")
         messages.success(request, f"{queryset.count()} suspended.")
@@ -29,7 +29,7 @@ class UserAdmin(admin.ModelAdmin):
     @admin.action(description="Lift suspension")
     def unsuspend(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset.filter(status=User.Status.SUSPENDED):
-            services.user_unsuspend(user=user, by=request.user)  # type: ignore[arg-type]
+            accounts.user_unsuspend(user=user, by=request.user)  # type: ignore[arg-type]
             services.access_log_record(subject=user, actor_kind="staff",
                                        actor_name=str(request.user),
                                        action="suspension lifted")

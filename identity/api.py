@@ -10,7 +10,7 @@ from pydantic import Field
 from chatserver.core.api_schemas import PHONE
 from chatserver.core.errors import OriginForbidden
 from chatserver.core.web import session_cookie_set
-from identity import selectors, services
+from identity import accounts, selectors, services
 from identity.ws_auth import origin_allowed, request_session
 
 router = Router(tags=["identity"])
@@ -140,7 +140,7 @@ def logout(request: HttpRequest, response: HttpResponse) -> Status[None]:
 @router.post("account/close/code", response={202: PhoneStartOut})
 def account_close_code(request: HttpRequest) -> Status[PhoneStartOut]:
     """Send a code to the verified phone that confirms `account/close`."""
-    verification = services.session_account_close_code(session=request_session(request))
+    verification = accounts.session_account_close_code(session=request_session(request))
     return Status(202, PhoneStartOut(phone=verification.e164,
                                      expires_at=verification.expires_at))
 
@@ -150,7 +150,7 @@ def account_close(request: HttpRequest, payload: AccountCloseIn | None = None
                   ) -> Status[None]:
     """Close the account (every session ends; the data is kept, as the terms require).
     Needs `code` from `account/close/code`, unless this session logged in minutes ago."""
-    services.account_close_confirmed(session=request_session(request),
+    accounts.account_close_confirmed(session=request_session(request),
                            code=payload.code if payload else "")
     return Status(204, None)
 

@@ -1,4 +1,5 @@
-"""Identity writes: citizens, phone verification, device sessions, account state.
+"""Identity writes: citizens, phone verification, device sessions, the access log (the
+account's state is in accounts.py, housekeeping in purge.py).
 
 Codes and tokens are stored only as SHA-256 digests; the plain value leaves once.
 """
@@ -11,7 +12,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from chatserver.core.errors import (
@@ -25,17 +25,16 @@ from chatserver.core.errors import (
 )
 from chatserver.core.realtime import revoke_on_commit, session_group, user_group
 from identity.domain import mobile_parse, register_parse
-from identity.errors import ConfirmationRequired, NoVerifiedPhone, SessionExpired, SmsFailed
+from identity.errors import SessionExpired, SmsFailed
 from identity.models import (
     AccessLogEntry,
     DeviceSession,
     PhoneNumber,
     PhoneVerification,
-    QrLogin,
     User,
 )
 from identity.selectors import SESSION_TOUCH_EVERY, session_is_expired
-from identity.signals import account_closed, phone_released, phone_verified, sms_code_send
+from identity.signals import phone_released, phone_verified, sms_code_send
 
 log = logging.getLogger(__name__)
 SMS_FAILED_RETRY_SECONDS = 60  # the hint when the operator gave none
@@ -54,7 +53,7 @@ def citizen_create(*, register_number: str, name: str = "") -> User:
 
 # ---- phone numbers -------------------------------------------------------------------------
 
-def _code_send(*, user: User, e164: str, purpose: str, text: str) -> PhoneVerification:
+def code_send(*, user: User, e164: str, purpose: str, text: str) -> PhoneVerification:
     """A one-time SMS code to `e164`; at most SONOR_PHONE_CODES_PER_HOUR per user and per
     number (counted in the shared database, so across every server)."""
     now = timezone.now()
@@ -84,10 +83,10 @@ def _code_send(*, user: User, e164: str, purpose: str, text: str) -> PhoneVerifi
     return verification
 
 
-def _code_check(*, user: User, e164: str, purpose: str, code: str, now: datetime) -> bool:
+def code_check(*, user: User, e164: str, purpose: str, code: str, now: datetime) -> bool:
     """Consume the user's latest open code of `purpose` for `e164` if `code` is right, in the
     caller's transaction. False for a wrong code, whose attempt is saved: the caller raises
-    _code_wrong() after its transaction commits, so that the attempt counts."""
+    code_wrong() after its transaction commits, so that the attempt counts."""
     verification = (
         PhoneVerification.objects.select_for_update()
         .filter(user=user, e164=e164, purpose=purpose, consumed_at__isnull=True)
@@ -108,7 +107,7 @@ def _code_check(*, user: User, e164: str, purpose: str, code: str, now: datetime
     return False
 
 
-def _code_wrong(*, user: User, e164: str, purpose: str) -> AppError:
+def code_wrong(*, user: User, e164: str, purpose: str) -> AppError:
     verification = (PhoneVerification.objects.filter(user=user, e164=e164, purpose=purpose)
                     .order_by("-created_at").first())
     left = settings.SONOR_PHONE_CODE_ATTEMPTS - (verification.attempts if verification else 0)
@@ -117,9 +116,9 @@ def _code_wrong(*, user: User, e164: str, purpose: str) -> AppError:
 
 def phone_verification_start(*, user: User, phone: str) -> PhoneVerification:
     """Send a one-time code to `phone`; rate-limited per number and per user."""
-    return _code_send(user=user, e164=mobile_parse(phone),
-                      purpose=PhoneVerification.Purpose.PHONE,
-                      text="Sonor: таны баталгаажуулах код {code}. Хэнд ч бүү хэлээрэй.")
+    return code_send(user=user, e164=mobile_parse(phone),
+                     purpose=PhoneVerification.Purpose.PHONE,
+                     text="Sonor: таны баталгаажуулах код {code}. Хэнд ч бүү хэлээрэй.")
 
 
 def phone_verification_confirm(*, user: User, phone: str, code: str) -> PhoneNumber:
@@ -129,9 +128,9 @@ def phone_verification_confirm(*, user: User, phone: str, code: str) -> PhoneNum
     now = timezone.now()
     purpose = PhoneVerification.Purpose.PHONE
     with transaction.atomic():
-        if _code_check(user=user, e164=e164, purpose=purpose, code=code, now=now):
+        if code_check(user=user, e164=e164, purpose=purpose, code=code, now=now):
             return _phone_bind(user=user, e164=e164, now=now)
-    raise _code_wrong(user=user, e164=e164, purpose=purpose)
+    raise code_wrong(user=user, e164=e164, purpose=purpose)
 
 
 def _phone_bind(*, user: User, e164: str, now: datetime) -> PhoneNumber:
@@ -246,114 +245,6 @@ def sessions_revoke_others(*, session: DeviceSession) -> int:
     return count
 
 
-def session_account_close_code(*, session: DeviceSession) -> PhoneVerification:
-    """An SMS code to the user's verified phone that confirms closing the account."""
-    e164 = phone_current(user=session.user)
-    if e164 is None:
-        raise NoVerifiedPhone()
-    return _code_send(user=session.user, e164=e164,
-                      purpose=PhoneVerification.Purpose.ACCOUNT_CLOSE,
-                      text="Sonor: бүртгэлээ хаах код {code}. Та хүсээгүй бол бүү хэлээрэй.")
-
-
-# ---- account state -------------------------------------------------------------------------
-
-def account_close_confirmed(*, session: DeviceSession, code: str = "") -> None:
-    """The citizen asks to close their account from `session`. A stolen or forgotten token
-    must not be enough: it needs a code sent to the verified phone
-    (session_account_close_code), or a login in the last SONOR_ACCOUNT_CLOSE_FRESH_MINUTES."""
-    user = session.user
-    now = timezone.now()
-    fresh = now - session.created_at <= timedelta(
-        minutes=settings.SONOR_ACCOUNT_CLOSE_FRESH_MINUTES)
-    if not code:
-        if not fresh:
-            raise ConfirmationRequired()
-        account_close(user=user)
-        log.info("user %s confirmed closing by a fresh login", user.pk)
-        return
-    e164 = phone_current(user=user)
-    if e164 is None:
-        raise NoVerifiedPhone()
-    purpose = PhoneVerification.Purpose.ACCOUNT_CLOSE
-    with transaction.atomic():
-        if _code_check(user=user, e164=e164, purpose=purpose, code=code, now=now):
-            account_close(user=user)
-            log.info("user %s confirmed closing by an SMS code", user.pk)
-            return
-    raise _code_wrong(user=user, e164=e164, purpose=purpose)
-
-
-@transaction.atomic
-def account_close(*, user: User) -> None:
-    """Close the account: every session ends; no data is deleted (the citizen's request
-    goes through account_close_confirmed)."""
-    User.objects.filter(pk=user.pk).update(status=User.Status.CLOSED,
-                                           status_changed_at=timezone.now())
-    DeviceSession.objects.filter(user=user, revoked_at__isnull=True).update(
-        revoked_at=timezone.now(), revoke_reason="account_closed")
-    revoke_on_commit(user_group(user.pk), "account_closed")
-    account_closed.send(sender=User, user=user)
-    log.info("user %s closed their account", user.pk)
-
-
-@transaction.atomic
-def user_suspend(*, user: User, by: User | None = None) -> None:
-    """Staff suspension: live sockets close at once and every token is refused while it
-    lasts; sessions are kept, so lifting it restores access. No data is deleted."""
-    User.objects.filter(pk=user.pk).update(status=User.Status.SUSPENDED,
-                                           status_changed_at=timezone.now())
-    revoke_on_commit(user_group(user.pk), "suspended")
-    log.warning("user %s suspended by %s", user.pk, by.pk if by else "system")
-
-
-@transaction.atomic
-def user_unsuspend(*, user: User, by: User | None = None) -> None:
-    User.objects.filter(pk=user.pk).update(status=User.Status.ACTIVE,
-                                           status_changed_at=timezone.now())
-    log.warning("user %s unsuspended by %s", user.pk, by.pk if by else "system")
-
-
 def access_log_record(*, subject: User, actor_kind: str, actor_name: str, action: str) -> None:
     AccessLogEntry.objects.create(subject=subject, actor_kind=actor_kind,
                                   actor_name=actor_name, action=action)
-
-
-# ---- housekeeping --------------------------------------------------------------------------
-
-# How long what has ended is kept: QR logins and phone codes a month after they expired
-# (for support questions about a login or a code); sessions three months after they were
-# revoked or expired (the citizen's login history in their data export). Nothing that can
-# still be used is ever purged.
-PURGE_CODES_AFTER = timedelta(days=30)
-PURGE_SESSIONS_AFTER = timedelta(days=90)
-PURGE_CHUNK = 1000  # rows per DELETE: short transactions, short locks
-
-
-def _purge(rows: QuerySet[Model]) -> int:
-    deleted = 0
-    while ids := list(rows.values_list("pk", flat=True)[:PURGE_CHUNK]):
-        deleted += rows.model._default_manager.filter(pk__in=ids).delete()[1].get(
-            rows.model._meta.label, 0)
-    return deleted
-
-
-def identity_purge(*, now: datetime | None = None) -> dict[str, int]:
-    """Delete QR logins, phone codes and sessions that ended long enough ago; the numbers
-    deleted by kind. Run by the worker's purge job."""
-    now = now or timezone.now()
-    codes_before, sessions_before = now - PURGE_CODES_AFTER, now - PURGE_SESSIONS_AFTER
-    ended_sessions = (
-        Q(revoked_at__lt=sessions_before)
-        | Q(revoked_at__isnull=True, last_seen_at__lt=sessions_before - timedelta(
-            days=settings.SONOR_SESSION_IDLE_DAYS))
-        | Q(revoked_at__isnull=True, created_at__lt=sessions_before - timedelta(
-            days=settings.SONOR_SESSION_MAX_DAYS)))
-    purged = {
-        "qr_logins": _purge(QrLogin.objects.filter(expires_at__lt=codes_before)),
-        "phone_codes": _purge(PhoneVerification.objects.filter(expires_at__lt=codes_before)),
-        "sessions": _purge(DeviceSession.objects.filter(ended_sessions)),
-    }
-    if any(purged.values()):
-        log.info("purged %s", purged)
-    return purged

@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import escape
 
-from notify import agency_services, services
+from notify import agency_services, inbox
 from notify.models import (
     AGENCY_CATEGORIES,
     Agency,
@@ -135,7 +135,7 @@ class NotificationAdmin(admin.ModelAdmin):
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
         notification = self.get_object(request, object_id)
         if notification is not None and request.method == "GET":
-            services.staff_notification_read(staff_name=str(request.user),
+            inbox.staff_notification_read(staff_name=str(request.user),
                                              notification=notification)
         return super().change_view(request, object_id, form_url, extra_context)
 

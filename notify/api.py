@@ -12,7 +12,15 @@ from pydantic import ConfigDict, Field, StrictBool, model_validator
 
 from chatserver.core.api_schemas import ErrorOut, IdIn
 from identity.ws_auth import request_session
-from notify import selectors, services
+from notify import selectors
+from notify.inbox import (
+    REPORT_REASON_MAX,
+    notification_archive,
+    notification_report,
+    notifications_mark_all_read,
+    notifications_mark_read,
+    unread_count,
+)
 from notify.models import Notification
 
 router = Router(tags=["inbox"])
@@ -105,7 +113,7 @@ class InboxReadOut(Schema):
 
 
 class InboxReportIn(Schema):
-    reason: str = Field(min_length=1, max_length=services.REPORT_REASON_MAX,
+    reason: str = Field(min_length=1, max_length=REPORT_REASON_MAX,
                         json_schema_extra={"pattern": r"\S"})  # not blank
 
 
@@ -128,7 +136,7 @@ def inbox(request: HttpRequest, filters: Query[InboxFilters]) -> InboxPageOut:
         user=user, cursor=filters.cursor, limit=filters.limit, category=filters.category,
         unread=filters.unread, agency_id=filters.agency, archived=filters.archived)
     return InboxPageOut(items=[InboxItemOut.of(n) for n in rows], next_cursor=next_cursor,
-                        unread=services.unread_count(user=user))
+                        unread=unread_count(user=user))
 
 
 @router.post("inbox/read", response={200: InboxReadOut, **ERRORS})
@@ -136,16 +144,16 @@ def inbox_read(request: HttpRequest, payload: InboxReadIn) -> InboxReadOut:
     """Mark notifications read; every device of the user gets `notify.unread`."""
     user = request_session(request).user
     if payload.all:
-        updated = services.notifications_mark_all_read(user=user)
+        updated = notifications_mark_all_read(user=user)
     else:
-        updated = services.notifications_mark_read(user=user, ids=payload.ids or [])
-    return InboxReadOut(updated=updated, unread=services.unread_count(user=user))
+        updated = notifications_mark_read(user=user, ids=payload.ids or [])
+    return InboxReadOut(updated=updated, unread=unread_count(user=user))
 
 
 @router.post("inbox/{id:notification_id}/archive", response={200: InboxItemOut, **ERRORS})
 def inbox_archive(request: HttpRequest, notification_id: int) -> InboxItemOut:
-    notification = services.notification_archive(user=request_session(request).user,
-                                                 notification_id=notification_id)
+    notification = notification_archive(user=request_session(request).user,
+                                        notification_id=notification_id)
     return InboxItemOut.of(notification)
 
 
@@ -155,11 +163,11 @@ def inbox_report(request: HttpRequest, notification_id: int, payload: InboxRepor
     """This notification was meant for someone else (misaddressed): it leaves the inbox and
     the unread count, and the sending agency and staff see the report."""
     user = request_session(request).user
-    notification = services.notification_report(user=user, notification_id=notification_id,
-                                                reason=payload.reason)
+    notification = notification_report(user=user, notification_id=notification_id,
+                                       reason=payload.reason)
     assert notification.reported_at is not None
     return InboxReportOut(id=notification.pk, reported_at=notification.reported_at,
-                     unread=services.unread_count(user=user))
+                     unread=unread_count(user=user))
 
 
 @router.get("export", response={200: dict[str, Any], **ERRORS})

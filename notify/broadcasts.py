@@ -22,14 +22,11 @@ from django.utils import timezone
 from chatserver.core.errors import InvalidInput, InvalidRegisterNumber
 from identity.domain import register_parse
 from identity.models import User
+from notify.agency_sends import notification_fields_validate, request_digest
 from notify.errors import BroadcastNotCancellable, IdempotencyKeyReused, MaintenanceNoticeTooShort
-from notify.models import Agency, Broadcast
+from notify.inbox import notifications_insert
+from notify.models import Agency, Broadcast, Notification
 from notify.selectors import broadcast_get
-from notify.services import (
-    broadcast_notifications_bulk_create,
-    notification_fields_validate,
-    request_digest,
-)
 from notify.workdays import earliest_after_working_days
 
 log = logging.getLogger(__name__)
@@ -214,3 +211,17 @@ def broadcast_batch_process(*, batch_size: int | None = None) -> bool:
              broadcast.status)
     return True
 
+
+def broadcast_notifications_bulk_create(
+    *, broadcast: Broadcast, user_ids: list[int]
+) -> list[Notification]:
+    """One notification of `broadcast` into each of these inboxes, in the caller's
+    transaction (see notifications_insert)."""
+    rows = [Notification(user_id=uid, agency_id=broadcast.agency_id, broadcast=broadcast,
+                         category=broadcast.category, title=broadcast.title,
+                         body=broadcast.body, link=broadcast.link,
+                         reference=broadcast.reference)
+            for uid in sorted(set(user_ids))]
+    if rows:
+        notifications_insert(rows)
+    return rows

@@ -2,9 +2,16 @@
 notify.apps): security notices to the citizen, and one-time codes sent by SMS. Identity never
 imports notify."""
 
+import logging
+
+from asgiref.sync import async_to_sync
+
 from identity.models import DeviceSession, User
-from notify.senders.base import SendResult
-from notify.services import notification_create, sms_send_now
+from notify.inbox import notification_create
+from notify.senders.base import OutboundMessage, SendResult
+from notify.senders.registry import sender_for
+
+log = logging.getLogger(__name__)
 
 _LOGIN_METHOD_MN = {"qr": "QR кодоор", "dan": "ДАН-аар"}
 
@@ -38,3 +45,12 @@ def notice_on_phone_released(sender: object, *, user: User, e164: str, reason: s
 
 def sms_code_on_request(sender: object, *, to: str, text: str, **kwargs: object) -> SendResult:
     return sms_send_now(to=to, text=text)
+
+
+def sms_send_now(*, to: str, text: str) -> SendResult:
+    """Send one SMS at once (verification codes), outside the inbox and its preferences."""
+    result: SendResult = async_to_sync(sender_for("sms").send)(
+        OutboundMessage(kind="sms", address=to, body=text)
+    )
+    log.info("sms to %s: %s %s", to[:-4] + "****", result.status, result.detail)
+    return result

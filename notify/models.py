@@ -4,10 +4,11 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-# What a new agency may send until staff say otherwise: never security (the citizen's own
-# login and number notices), never a broadcast to everyone.
+# What agencies may send; `chat` is the server's own.
 AGENCY_CATEGORIES = ("service_request", "petition", "complaint", "payment", "system",
                      "security")
+# What a new agency may send until staff say otherwise: never security (the citizen's own
+# login and number notices), never a broadcast to everyone.
 AGENCY_DEFAULT_CATEGORIES = ("service_request", "petition", "complaint", "payment", "system")
 
 

@@ -165,15 +165,20 @@ ServerFrameTagged = Annotated[protocol.ServerFrame, Field(discriminator="type")]
 _server_frame: TypeAdapter[Any] = TypeAdapter(ServerFrameTagged)
 
 
+def server_frame(data: Any) -> Any:
+    """A server frame as its model in chatserver.core.protocol; nothing the server sent was
+    dropped or added by the model."""
+    frame = _server_frame.validate_python(data)
+    assert frame.model_dump(mode="json") == data
+    return frame
+
+
 class DeviceSocket(WebsocketCommunicator):
     """A /ws/v1 test client whose every received frame is validated against its model in
     chatserver.core.protocol (like zulip's verify_action)."""
 
     async def receive_frame(self, timeout: float = 3) -> BaseModel:
-        data = await self.receive_json_from(timeout=timeout)
-        frame: BaseModel = _server_frame.validate_python(data)
-        # Nothing the server sent was dropped or added by the model.
-        assert frame.model_dump(mode="json") == data
+        frame: BaseModel = server_frame(await self.receive_json_from(timeout=timeout))
         return frame
 
     async def receive_frames(self, count: int, timeout: float = 3) -> list[BaseModel]:

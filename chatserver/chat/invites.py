@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from chatserver.chat.config import chat_setting
 from chatserver.chat.errors import InviteNotFound, NotAGroup, NotMember, RoleForbidden, RoomFull
+from chatserver.chat.frames import invitation_frame
 from chatserver.chat.membership import (
     direct_key,
     group_locked,
@@ -21,12 +22,11 @@ from chatserver.chat.membership import (
     room_create,
 )
 from chatserver.chat.models import Membership, PendingInvite, Room
-from chatserver.chat.selectors import invitation_frame
 from chatserver.chat.streams import Unchanged, has_verified_phone, require_verified_phone
 from chatserver.core.errors import RateLimited
 from chatserver.core.realtime import publish_user_on_commit
 from identity.models import User
-from notify.services import notification_create
+from notify.inbox import notification_create
 
 log = logging.getLogger(__name__)
 Role = Membership.Role

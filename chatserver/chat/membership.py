@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from chatserver.chat.config import chat_setting
 from chatserver.chat.errors import DirectRoomsLimit, NotAGroup, NotMember, RoleForbidden, RoomFull
+from chatserver.chat.frames import event_frame, member_frame
 from chatserver.chat.models import Block, Membership, PendingInvite, Room, RoomEvent
-from chatserver.chat.selectors import event_frame, member_frame
 from chatserver.chat.streams import seq_allocate_or_raise
 from chatserver.core import protocol
 from chatserver.core.realtime import publish_room_on_commit, room_join_on_commit

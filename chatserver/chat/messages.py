@@ -27,10 +27,10 @@ from pydantic import BaseModel
 
 from chatserver.chat.config import chat_setting
 from chatserver.chat.errors import MessageDeleted, MessageNotFound, NotYourMessage, PiiWarning
+from chatserver.chat.frames import event_frame, message_frame
 from chatserver.chat.membership import active_membership, is_active_member
 from chatserver.chat.models import Membership, Room, RoomEvent
 from chatserver.chat.push import chat_pushes_on_delete
-from chatserver.chat.selectors import event_frame, message_frame
 from chatserver.chat.streams import (
     BLOCK_TABLE,
     MEMBERSHIP_TABLE,

@@ -19,6 +19,7 @@ from chatserver.chat.errors import (
     SelfChat,
     UserBlocked,
 )
+from chatserver.chat.frames import event_frame
 from chatserver.chat.invites import invitation_accept, invitations_open, invite_hold
 from chatserver.chat.membership import (
     active_membership,
@@ -37,7 +38,6 @@ from chatserver.chat.membership import (
     verified_owner,
 )
 from chatserver.chat.models import Block, Membership, PendingInvite, Room, RoomEvent
-from chatserver.chat.selectors import event_frame
 from chatserver.chat.streams import Unchanged, require_verified_phone, seq_allocate_or_raise
 from chatserver.chat.text import text_clean
 from chatserver.core.errors import InvalidInput

@@ -16,6 +16,12 @@ class AppError(Exception):
     def as_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "extra": self.extra}
 
+    def retry_after_header(self) -> str | None:
+        """HTTP's Retry-After for `extra.retry_after`: whole seconds, at least one."""
+        if "retry_after" not in self.extra:
+            return None
+        return str(max(1, int(self.extra["retry_after"] + 0.999)))
+
 
 class InvalidInput(AppError):
     code = "invalid_input"

@@ -25,13 +25,13 @@ from chatserver.core.batching import batcher
 from chatserver.core.errors import InvalidInput
 from chatserver.core.throttle import throttle_check
 from chatserver.http.api import SonorApi, error_response, install_error_handlers
-from notify import broadcasts, selectors, services
+from notify import agency_sends, broadcasts, selectors
 from notify.agency_services import agency_scope_check, api_key_authenticate
 from notify.errors import PayloadTooLarge
 from notify.models import Agency, Broadcast, Notification
 
-notification_writer = batcher(services.agency_notifications_send_batch,
-                                   what="agency notifications")
+notification_writer = batcher(agency_sends.agency_notifications_send_batch,
+                              what="agency notifications")
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 # Checked by _idempotency_key (400 with the field named); the document states the rule.
 IdempotencyKey = Annotated[str | None, WithJsonSchema({
@@ -95,13 +95,13 @@ class _In(Schema):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     # Leading and trailing spaces are stripped: something must be left.
-    title: str = Field(min_length=1, max_length=services.TITLE_MAX,
+    title: str = Field(min_length=1, max_length=agency_sends.TITLE_MAX,
                        json_schema_extra={"pattern": r"\S"})
-    body: str = Field(min_length=1, max_length=services.BODY_MAX,
+    body: str = Field(min_length=1, max_length=agency_sends.BODY_MAX,
                       json_schema_extra={"pattern": r"\S"})
-    link: str = Field("", max_length=services.LINK_MAX, description="https:// only",
+    link: str = Field("", max_length=agency_sends.LINK_MAX, description="https:// only",
                       json_schema_extra={"pattern": r"^(https://[^\s/]+.*)?$"})
-    reference: str = Field("", max_length=services.REFERENCE_MAX,
+    reference: str = Field("", max_length=agency_sends.REFERENCE_MAX,
                            description="The agency's own request number.")
 
     @field_validator("link")
@@ -122,7 +122,7 @@ class NotificationIn(_In):
 
     register_number: str = Field(max_length=20, json_schema_extra=REGISTER_NUMBER)
     category: AgencyCategory
-    amount_mnt: int | None = Field(None, gt=0, le=services.AMOUNT_MAX,
+    amount_mnt: int | None = Field(None, gt=0, le=agency_sends.AMOUNT_MAX,
                                    description="Payments: the amount in tögrög.")
     due_date: date | None = Field(None, description="Payments: when it is due.")
 
@@ -263,7 +263,7 @@ async def notification_send(
     An unknown register number, a closed account and an organisation's register all answer
     404 `citizen_not_found`, alike. Requests from every connection are stored in batches
     (one transaction each); 202 comes after the commit."""
-    notification, replayed = await notification_writer().send(services.AgencySend(
+    notification, replayed = await notification_writer().send(agency_sends.AgencySend(
         api_key=request.auth, register_number=payload.register_number,  # type: ignore[attr-defined]
         category=payload.category, title=payload.title, body=payload.body, link=payload.link,
         reference=payload.reference, amount_mnt=payload.amount_mnt, due_date=payload.due_date,
@@ -280,8 +280,8 @@ async def notification_send(
 def notification_status(request: HttpRequest, notification_id: int) -> NotificationStatusOut:
     """Delivery status per channel, for the sending agency only. Each read is written to the
     citizen's access log."""
-    return _status_of(services.delivery_status_read(agency=_agency(request),
-                                                    notification_id=notification_id))
+    return _status_of(agency_sends.delivery_status_read(agency=_agency(request),
+                                                        notification_id=notification_id))
 
 
 @agency_api.post("broadcasts", response={202: BroadcastOut, **ERRORS}, tags=["broadcasts"])

@@ -76,8 +76,8 @@ def citizen_auth(request: HttpRequest) -> DeviceSession:
 
 def error_response(api: NinjaAPI, request: HttpRequest, exc: AppError) -> HttpResponse:
     response = api.create_response(request, exc.as_dict(), status=exc.status)
-    if "retry_after" in exc.extra:
-        response["Retry-After"] = str(max(1, int(exc.extra["retry_after"] + 0.999)))
+    if (retry_after := exc.retry_after_header()) is not None:
+        response["Retry-After"] = retry_after
     return response
 
 

@@ -10,8 +10,8 @@ from ninja import Query, Router, Schema, Status
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
+from chatserver.chat import frames, messages, moderation, receipts, selectors
 from chatserver.chat import invites as chat_invites
-from chatserver.chat import messages, moderation, receipts, selectors
 from chatserver.chat import rooms as chat_rooms
 from chatserver.chat.models import Block, Membership, PendingInvite, Room
 from chatserver.core import protocol
@@ -101,7 +101,7 @@ class InvitationOut(Schema):
 
     @staticmethod
     def of(invite: PendingInvite) -> "InvitationOut":
-        return InvitationOut(**selectors.invitation_frame(invite).model_dump(exclude={"type"}))
+        return InvitationOut(**frames.invitation_frame(invite).model_dump(exclude={"type"}))
 
 
 class MemberOut(Schema):

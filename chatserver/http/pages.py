@@ -101,7 +101,7 @@ def admin_login(request: HttpRequest, extra_context: dict[str, object] | None = 
             log.warning("admin login throttled for %s", client_address(request))
             response = HttpResponse("Too many login attempts; try again later.", status=429,
                                     content_type="text/plain; charset=utf-8")
-            response["Retry-After"] = str(max(1, int(exc.extra["retry_after"] + 0.999)))
+            response["Retry-After"] = exc.retry_after_header() or "1"
             return response
     return admin.site.login(request, extra_context)
 

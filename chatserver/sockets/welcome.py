@@ -8,8 +8,8 @@ from chatserver.chat.selectors import chat_resume
 from chatserver.core import protocol
 from identity.models import DeviceSession
 from identity.services import phone_current
+from notify.inbox import notification_frame, unread_count
 from notify.selectors import inbox_seq, inbox_since
-from notify.services import notification_frame, unread_count
 
 
 def welcome_build(*, session: DeviceSession, request_id: str,

@@ -19,7 +19,7 @@ from chatserver.core.realtime import publish_room_now
 from chatserver.sockets.message_writer import message_writer
 from chatserver.sockets.welcome import welcome_build
 from identity.models import DeviceSession
-from notify.services import notifications_mark_read
+from notify.inbox import notifications_mark_read
 
 
 class Connection(Protocol):

@@ -3,7 +3,7 @@
     run_worker --> loop: for job in jobs: did_work |= job()  --> sleep only if none did work
                    jobs: the delivery outbox, chat pushes, broadcast fan-out (one batch
                    per call), and the purge of ended logins, codes and sessions (at most
-                   every PURGE_EVERY_SECONDS per worker; see identity.services.identity_purge)
+                   every PURGE_EVERY_SECONDS per worker; see identity.purge.identity_purge)
 
 Several workers may run at once: each unit claims its rows with SKIP LOCKED on PostgreSQL
 (SQLite runs one writer at a time). A stop request (SIGTERM, SIGINT) ends the loop between
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from django.db import close_old_connections, connection
 
 from chatserver.chat.push import chat_pushes_plan
-from identity.services import identity_purge
+from identity.purge import identity_purge
 from notify.broadcasts import broadcast_batch_process
 from notify.delivery import deliveries_process
 

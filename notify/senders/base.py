@@ -10,6 +10,8 @@ Asynchronous delivery reports (SMS receipts) come back through a ReceiptSink.
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -77,3 +79,19 @@ async def send_many(sender: Sender, messages: Sequence[OutboundMessage]) -> list
         results: list[SendResult] = await batch(messages)
         return results
     return [await sender.send(message) for message in messages]
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as delay-seconds or an HTTP date (RFC 9110 10.2.3); None when unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

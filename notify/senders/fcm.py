@@ -15,7 +15,6 @@ build ours eagerly with the attribute set, then put the attribute back.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import hashlib
 import itertools
@@ -24,7 +23,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,7 +38,7 @@ from google.oauth2 import service_account
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from notify.senders.base import OutboundMessage, SendResult, SendStatus
+from notify.senders.base import OutboundMessage, SendResult, SendStatus, retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -386,18 +384,4 @@ def _detail(error: fb_exceptions.FirebaseError) -> str:
 def _retry_after(error: fb_exceptions.FirebaseError) -> float | None:
     response = error.http_response
     value = response.headers.get("Retry-After") if response is not None else None
-    return parse_retry_after(value) if value else None
-
-
-def parse_retry_after(value: str) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date (RFC 9110)."""
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+    return retry_after_seconds(value)

@@ -42,15 +42,13 @@ import json
 import logging
 import math
 import re
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 import phonenumbers
 
-from notify.senders.base import OutboundMessage, SendResult, SendStatus
+from notify.senders.base import OutboundMessage, SendResult, SendStatus, retry_after_seconds
 from notify.sms_parts import sms_encode_parts
 
 logger = logging.getLogger(__name__)
@@ -79,22 +77,6 @@ _JSON_FAILED = {"error", "failed", "fail", "failure", "rejected"}
 def invalid_number_said(body: str) -> bool:
     """Whether a gateway's refusal says the destination number itself is bad."""
     return bool(_INVALID_NUMBER.search(body))
-
-
-def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Retry-After as delay-seconds or an HTTP date (RFC 9110 10.2.3); None when unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class HttpSmsSender:

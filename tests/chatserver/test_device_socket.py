@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from chatserver.core import protocol
 from identity.models import User
+from notify.inbox import notification_create
 from notify.models import Notification
-from notify.services import notification_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

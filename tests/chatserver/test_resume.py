@@ -194,8 +194,8 @@ async def test_unknown_or_impossible_rooms_say_resync(ws_connect, make_token,
 
 async def test_resume_covers_inbox_and_rooms_together(ws_connect, make_token,
                                                       chat_user) -> None:
+    from notify.inbox import notification_create
     from notify.selectors import inbox_seq
-    from notify.services import notification_create
 
     def setup():  # type: ignore[no-untyped-def]
         a, b = chat_user(), chat_user()

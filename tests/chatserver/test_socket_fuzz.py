@@ -20,8 +20,8 @@ from chatserver.core import protocol
 from chatserver.models import Membership, RoomEvent
 from chatserver.sockets.ws_handlers import HANDLERS
 from identity.models import User
+from notify.inbox import notification_create
 from notify.models import Notification
-from notify.services import notification_create
 from tests.chatserver import chat_helpers
 from tests.chatserver.chat_helpers import direct_room, send
 

@@ -5,8 +5,9 @@ channel layer is in-memory unless REDIS_URL is set, so live events must be cause
 the server (HTTP or its sockets), not by calling services in the test process.
 """
 
+import asyncio
+import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +20,15 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import connection
+from websockets.asyncio.client import ClientConnection
+
+from tests.conftest import server_frame
+from tests.loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _database_url() -> str:
+def database_url() -> str:
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
@@ -74,10 +73,20 @@ def start_server(log_dir: Path, server_args: tuple[str, ...] = (), **extra_env: 
                  ) -> LiveServer:
     """A server process (manage.py serve) on a free loopback port; `server_args` are extra
     options of the serve command."""
-    port = _free_port()
+    # SONOR_E2E_SERVER=daphne runs the same tests against daphne (.ci/run does once).
+    return start_command(log_dir, lambda port: [
+        sys.executable, "manage.py", "serve", "--port", str(port),
+        "--server", os.environ.get("SONOR_E2E_SERVER", "uvicorn"), *server_args], **extra_env)
+
+
+def start_command(log_dir: Path, argv: Callable[[int], list[str]], /, **extra_env: str
+                  ) -> LiveServer:
+    """The server command line `argv(port)` on a free loopback port, on the test's database,
+    once its /healthz answers."""
+    port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "SONOR_DATA_DIR": str(settings.DATA_DIR),
         "SONOR_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
         "SONOR_DEMO": "1",
@@ -85,10 +94,7 @@ def start_server(log_dir: Path, server_args: tuple[str, ...] = (), **extra_env: 
     }
     log_path = log_dir / f"server-{port}.log"
     process = subprocess.Popen(
-        # SONOR_E2E_SERVER=daphne runs the same tests against daphne (.ci/run does once).
-        [sys.executable, "manage.py", "serve", "--port", str(port),
-         "--server", os.environ.get("SONOR_E2E_SERVER", "uvicorn"), *server_args],
-        cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+        argv(port), cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
     )
     server = LiveServer(port=port, process=process, log_path=log_path)
     deadline = time.monotonic() + 30
@@ -128,3 +134,12 @@ def header_dict(headers: Any) -> dict[str, str]:
     """Response headers by name as `Set-Cookie` spells it: uvicorn sends names in lower case,
     daphne capitalised (HTTP names are case-insensitive)."""
     return {name.title(): value for name, value in headers.items()}
+
+
+def frame_of(raw: str | bytes) -> Any:
+    """A frame a server process sent, checked against its protocol model."""
+    return server_frame(json.loads(raw))
+
+
+async def receive(ws: ClientConnection, timeout: float = 10) -> Any:
+    return frame_of(await asyncio.wait_for(ws.recv(), timeout=timeout))

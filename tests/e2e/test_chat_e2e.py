@@ -5,12 +5,11 @@ protocol model."""
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from pydantic import Field, TypeAdapter
 from websockets.asyncio.client import ClientConnection, connect
 
 from chatserver.chat import messages as chat_messages
@@ -18,26 +17,11 @@ from chatserver.chat.models import RoomEvent
 from chatserver.core import protocol
 from identity.services import _phone_bind, citizen_create, session_create
 from tests.chatserver import chat_helpers
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, frame_of, receive
 
 pytestmark = pytest.mark.e2e
 # Send-rate windows live in the cache (Redis, shared with the servers) and ids repeat.
 fresh_cache = chat_helpers.fresh_cache
-
-ServerFrameTagged = Annotated[protocol.ServerFrame, Field(discriminator="type")]
-_server_frame: TypeAdapter[Any] = TypeAdapter(ServerFrameTagged)
-
-
-def frame_of(raw: str | bytes) -> Any:
-    data = json.loads(raw)
-    frame = _server_frame.validate_python(data)
-    assert frame.model_dump(mode="json") == data
-    return frame
-
-
-async def receive(ws: ClientConnection, timeout: float = 10) -> Any:
-    return frame_of(await asyncio.wait_for(ws.recv(), timeout=timeout))
-
 
 async def until_quiet(ws: ClientConnection, quiet: float = 0.5) -> list[Any]:
     frames = []

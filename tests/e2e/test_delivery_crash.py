@@ -19,9 +19,9 @@ from django.utils import timezone
 from identity.admin_services import phone_bind_verified
 from identity.services import citizen_create, session_create
 from notify import preferences
+from notify.inbox import notification_create
 from notify.models import Delivery, NotifySettings
-from notify.services import notification_create
-from tests.e2e.conftest import ROOT, _database_url
+from tests.e2e.conftest import ROOT, database_url
 from tests.fakes.fcm import FakeFcm
 from tests.fakes.smsc import FakeSmsc
 from tests.fakes.smtp import FakeSmtpServer
@@ -70,7 +70,7 @@ def test_a_killed_worker_loses_nothing_and_sends_nothing_twice_but_the_one_in_fl
     total = CITIZENS * NOTICES_EACH * 3  # push, SMS and email
     assert Delivery.objects.filter(status="pending").count() == total
 
-    env = {**os.environ, "DATABASE_URL": _database_url(),
+    env = {**os.environ, "DATABASE_URL": database_url(),
            "SONOR_FCM_CREDENTIALS": str(fcm_server.credentials_path),
            "SONOR_FCM_URL": fcm_server.send_url, "SONOR_SMTP_URL": smtp_server.url(),
            "SONOR_SMPP_URL": smsc.url(),

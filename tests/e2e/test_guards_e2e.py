@@ -4,17 +4,13 @@ command, and per-address limits that must hold when a client spreads over severa
 import asyncio
 import json
 import os
-import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from websockets.asyncio.client import connect
@@ -23,7 +19,7 @@ from websockets.typing import Origin
 
 from chatserver.core import protocol
 from identity.services import _phone_bind, citizen_create, session_create
-from tests.e2e.conftest import ROOT, LiveServer, _database_url, _free_port
+from tests.e2e.conftest import ROOT, LiveServer, start_command
 from tests.e2e.test_foundation_e2e import http, receive
 
 pytestmark = pytest.mark.e2e
@@ -70,30 +66,11 @@ async def test_the_image_server_command_ignores_a_spoofed_forwarded_for(
 def uvicorn_server(transactional_db: None, tmp_path: Path) -> Iterator[LiveServer]:
     """uvicorn as docs/operations.md says to run it: with --no-proxy-headers (by default it
     believes X-Forwarded-For from 127.0.0.1, which is where this test's client is)."""
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": _database_url(),
-           "SONOR_DATA_DIR": str(settings.DATA_DIR), "SONOR_DEMO": "1",
-           "SONOR_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}"}
-    log_path = tmp_path / "uvicorn.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--no-proxy-headers", "--host", "127.0.0.1",
-         "--port", str(port), "chatserver.asgi:application"],
-        cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
-    server = LiveServer(port=port, process=process, log_path=log_path)
-    try:
-        for _ in range(300):
-            if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited:\n{server.log()}")
-            try:
-                with urllib.request.urlopen(f"{server.url}/healthz", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"uvicorn did not start:\n{server.log()}")
-        yield server
-    finally:
-        server.stop()
+    server = start_command(tmp_path, lambda port: [
+        sys.executable, "-m", "uvicorn", "--no-proxy-headers", "--host", "127.0.0.1",
+        "--port", str(port), "chatserver.asgi:application"])
+    yield server
+    server.stop()
 
 
 async def test_uvicorn_run_as_documented_ignores_a_spoofed_forwarded_for(

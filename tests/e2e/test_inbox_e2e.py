@@ -9,13 +9,14 @@ import urllib.request
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from identity.models import User
 from identity.services import citizen_create, session_create
 from notify.agency_services import agency_create
 from notify.models import Notification
 from tests.e2e.conftest import LiveServer, header_dict
+from tests.e2e.test_foundation_e2e import receive
 
 pytestmark = pytest.mark.e2e
 
@@ -43,12 +44,6 @@ def agency_post(url: str, key: str, body: dict[str, Any], idempotency_key: str |
             return response.status, json.loads(response.read()), header_dict(response.headers)
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read()), header_dict(exc.headers)
-
-
-async def receive(ws: ClientConnection, frame_type: str) -> dict[str, Any]:
-    frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
-    assert frame["type"] == frame_type, frame
-    return frame
 
 
 @pytest.fixture

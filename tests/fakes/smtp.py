@@ -13,7 +13,6 @@ The certificates come from a throwaway CA written to a temporary directory: pass
 
 import datetime
 import ipaddress
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.loopback import free_port
 
 SMTP_USER = "sonor"
 SMTP_PASSWORD = "pä55 wörd:@/"  # needs URL quoting: the client must decode it
@@ -171,12 +172,6 @@ class FakeSmtpServer:
             params["cafile"] = str(self.cafile)
         params.update(query)
         return f"{scheme}://{userinfo}{self.host}:{self.port}?{urlencode(params)}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _serve(mode: Mode, pki: SmtpPki | None) -> Iterator[FakeSmtpServer]:

@@ -2,18 +2,15 @@
 killed with SIGKILL, restarted, or cut off from a Redis or PostgreSQL of the test's own.
 Every test bounds its traffic and its time, and stops what it started."""
 
-import asyncio
 import json
 import os
 import signal
-import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.db import transaction
 from django.utils import timezone
-from pydantic import TypeAdapter
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -22,28 +19,13 @@ from chatserver.models import Room, RoomEvent
 from identity.models import User
 from identity.services import _phone_bind, citizen_create, session_create
 from tests.chatserver import chat_helpers
-from tests.conftest import ServerFrameTagged
-from tests.e2e.conftest import LiveServer
-
-_server_frame: TypeAdapter[Any] = TypeAdapter(ServerFrameTagged)
+from tests.e2e.conftest import LiveServer, receive
 
 # Chat limits that would refuse a test's deliberate load (each is documented in
 # docs/operations.md); the server processes get them through the environment.
 LOAD_ENV = {"SONOR_CHAT_SEND_RATE": "1000000", "SONOR_WS_RATE_PER_SECOND": "10000",
             "SONOR_WS_RATE_BURST": "10000", "SONOR_WS_MAX_SOCKETS_PER_USER": "5000",
             "SONOR_WS_MAX_SOCKETS_PER_ADDRESS": "10000", "SONOR_CHAT_SOCKET_BUFFER": "100000"}
-
-
-def frame_of(raw: str | bytes) -> Any:
-    """A server frame, validated against its protocol model."""
-    data = json.loads(raw)
-    frame = _server_frame.validate_python(data)
-    assert frame.model_dump(mode="json") == data
-    return frame
-
-
-async def receive(ws: ClientConnection, timeout: float = 10) -> Any:
-    return frame_of(await asyncio.wait_for(ws.recv(), timeout=timeout))
 
 
 async def answer(ws: ClientConnection, request_id: str, timeout: float = 30) -> Any:
@@ -86,12 +68,6 @@ def kill(server: LiveServer) -> None:
     """SIGKILL: no shutdown of any kind, as a crash or an OOM kill."""
     os.kill(server.process.pid, signal.SIGKILL)
     server.process.wait(timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def room_seqs(room_id: int) -> list[int]:

@@ -31,7 +31,8 @@ import pytest
 
 from chatserver.core import protocol
 from tests.e2e.conftest import ROOT, LiveServer, start_server
-from tests.fault.conftest import LOAD_ENV, answer, connect_close_code, free_port, open_socket
+from tests.fault.conftest import LOAD_ENV, answer, connect_close_code, open_socket
+from tests.loopback import free_port
 from tests.notify.helpers import notification_body
 
 _BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))

@@ -19,8 +19,8 @@ from websockets.exceptions import ConnectionClosed
 
 from chatserver.chat import messages as chat_messages
 from chatserver.core import protocol
-from tests.e2e.conftest import LiveServer, start_server
-from tests.fault.conftest import LOAD_ENV, frame_of, kill, open_socket, room_seqs
+from tests.e2e.conftest import LiveServer, frame_of, start_server
+from tests.fault.conftest import LOAD_ENV, kill, open_socket, room_seqs
 
 pytestmark = pytest.mark.e2e
 

@@ -25,8 +25,9 @@ from websockets.exceptions import ConnectionClosed
 
 from chatserver.core import protocol
 from chatserver.models import RoomEvent
-from tests.e2e.conftest import LiveServer, start_server
-from tests.fault.conftest import LOAD_ENV, frame_of, free_port, open_socket, room_seqs
+from tests.e2e.conftest import LiveServer, frame_of, start_server
+from tests.fault.conftest import LOAD_ENV, open_socket, room_seqs
+from tests.loopback import free_port
 
 pytestmark = [
     pytest.mark.e2e,

@@ -7,7 +7,6 @@ changes nothing: no citizen, no session, no cookie.
 
 import base64
 import json
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,11 +16,12 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
+from identity.accounts import account_close, user_suspend
 from identity.models import AccessLogEntry, DeviceSession, User
-from identity.services import account_close, user_suspend
 from notify.agency_services import agency_create
 from tests.conftest import JsonClient
 from tests.fakes.dan import CITIZEN_SERVICE, Citizen, FakeDan, running
+from tests.loopback import free_port
 from tests.notify.helpers import send
 
 CALLBACK = "http://testserver/dan/callback"
@@ -266,16 +266,10 @@ def test_an_expired_code_is_refused_by_dan(dan_peer: FakeDan) -> None:
     assert counts() == before
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_dan_unreachable(dan_peer: FakeDan, settings: Any) -> None:
     browser = Client()
     callback = consent(start(browser))
-    settings.SONOR_DAN_TOKEN_URL = f"http://127.0.0.1:{_closed_port()}/oauth2/token"
+    settings.SONOR_DAN_TOKEN_URL = f"http://127.0.0.1:{free_port()}/oauth2/token"
     before = counts()
 
     assert_error_page(back(browser, callback), 503, "хугацаандаа хариу өгсөнгүй",

@@ -6,10 +6,10 @@ from channels.db import database_sync_to_async
 from django.test import Client
 
 from chatserver.core import protocol
+from identity.accounts import user_suspend, user_unsuspend
 from identity.models import DeviceSession, PhoneNumber, User
-from identity.services import user_suspend, user_unsuspend
+from notify.inbox import notification_create
 from notify.models import Notification
-from notify.services import notification_create
 
 FOREIGN_ORIGIN = "https://evil.example"
 

@@ -12,8 +12,8 @@ from django.test import Client
 from django.utils import timezone
 
 from chatserver.core import protocol
+from identity.accounts import account_close
 from identity.models import AccessLogEntry, User
-from identity.services import account_close
 from notify.agency_services import api_key_authenticate, api_key_revoke, api_key_rotate
 from notify.models import Agency, AgencyApiKey, Notification
 from tests.conftest import JsonClient

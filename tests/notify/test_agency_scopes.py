@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
+from identity.accounts import account_close, user_suspend
 from identity.models import User
-from identity.services import account_close, user_suspend
 from notify.agency_services import api_key_authenticate
 from notify.models import Agency, Broadcast, Notification
 from tests.conftest import JsonClient

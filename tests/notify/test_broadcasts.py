@@ -21,12 +21,12 @@ from django.utils import timezone
 
 from chatserver.core import protocol
 from chatserver.worker.jobs import worker_run_until_idle
+from identity.accounts import account_close
 from identity.models import User
-from identity.services import account_close
 from notify.broadcasts import broadcast_batch_process
+from notify.inbox import notification_create
 from notify.models import Agency, Broadcast, Notification
 from notify.selectors import inbox_seq
-from notify.services import notification_create
 from notify.workdays import earliest_after_working_days
 from tests.conftest import JsonClient
 from tests.notify.helpers import send
@@ -340,9 +340,9 @@ def test_run_worker_once_finishes_due_broadcasts(agency_client: JsonClient,
 
 @pytest.mark.django_db(transaction=True)
 def test_run_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    from tests.e2e.conftest import _database_url
+    from tests.e2e.conftest import database_url
 
-    env = {**os.environ, "DATABASE_URL": _database_url(),
+    env = {**os.environ, "DATABASE_URL": database_url(),
            "SONOR_DATA_DIR": str(django_settings.DATA_DIR)}
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:

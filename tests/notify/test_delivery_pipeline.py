@@ -12,8 +12,8 @@ from django.utils import timezone
 from identity.models import User
 from notify import preferences
 from notify.delivery import deliveries_process, quiet_hours_end
+from notify.inbox import notification_create, notifications_mark_read
 from notify.models import Delivery, DeliveryAttempt, DevOutboxMessage, NotifySettings
-from notify.services import notification_create, notifications_mark_read
 from tests.conftest import JsonClient
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,9 @@ from channels.db import database_sync_to_async
 from chatserver.core import protocol
 from identity.models import DeviceSession, User
 from identity.services import access_log_record, token_hash
+from notify.agency_sends import agency_notification_send
+from notify.inbox import notification_create
 from notify.models import Agency, Notification
-from notify.services import agency_notification_send, notification_create
 from tests.conftest import JsonClient
 
 pytestmark = pytest.mark.django_db

@@ -8,12 +8,13 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from identity.accounts import account_close
 from identity.models import User
-from identity.services import _phone_bind, account_close, session_create
+from identity.services import _phone_bind, session_create
 from notify import preferences
 from notify.delivery import deliveries_process
+from notify.inbox import notification_create
 from notify.models import Delivery, DevOutboxMessage, Notification, NotifySettings
-from notify.services import notification_create
 
 pytestmark = pytest.mark.django_db
 

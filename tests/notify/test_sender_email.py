@@ -22,7 +22,8 @@ from notify.unsubscribe import (
     unsubscribe_token_make,
     unsubscribe_url,
 )
-from tests.fakes.smtp import SMTP_PASSWORD, SMTP_USER, FakeSmtpServer, SmtpPki, free_port
+from tests.fakes.smtp import SMTP_PASSWORD, SMTP_USER, FakeSmtpServer, SmtpPki
+from tests.loopback import free_port
 
 # The fake SMTP servers' fixtures, used by this module.
 

@@ -6,7 +6,6 @@ under `loopback_only`, so a request that tries to leave the machine fails the te
 
 import asyncio
 import email.utils
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,10 +13,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from firebase_admin import messaging  # type: ignore[import-untyped]
 
-from notify.senders.base import OutboundMessage, SendStatus, send_many
-from notify.senders.fcm import CHUNK_SIZE, FcmSender, fcm_url_template, parse_retry_after
+from notify.senders.base import OutboundMessage, SendStatus, retry_after_seconds, send_many
+from notify.senders.fcm import CHUNK_SIZE, FcmSender, fcm_url_template
 from notify.senders.registry import sender_for
 from tests.fakes.fcm import FakeFcm, FcmError, invalid_argument, platform_error
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
@@ -186,17 +186,15 @@ async def test_retry_after_of_unavailable_and_as_http_date(
 
 
 def test_parse_retry_after() -> None:
-    assert parse_retry_after("7") == 7.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
-    assert parse_retry_after("soon") is None
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert retry_after_seconds("soon") is None
 
 
 async def test_network_error_is_retry(
     make_sender: Callable[..., FcmSender], fcm_server: FakeFcm,
 ) -> None:
-    with socket.socket() as probe:  # a loopback port that nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_port()  # a loopback port that nobody listens on
     sender = make_sender(f"http://127.0.0.1:{closed_port}/v1/projects/{{project_id}}"
                          "/messages:send")
 

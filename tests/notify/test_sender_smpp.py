@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from notify.senders.sms_smpp import (
     relative_validity,
     smpp_config_from_url,
 )
+from tests.loopback import free_port
 
 if TYPE_CHECKING:
     from tests.fakes.smsc import FakeSmsc
@@ -217,9 +217,7 @@ async def test_wrong_password_is_retry_with_a_clear_detail(
 
 
 async def test_no_smsc_listening_is_retry(make_sender: Callable[..., SmppSender]) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a loopback port that nobody listens on
     sender = make_sender(f"smpp://sonor:secret@127.0.0.1:{port}?source=136000")
 
     result = await sender.send(sms("Sain baina uu"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -12,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from asgiref.sync import async_to_sync
 
-from notify.senders.base import OutboundMessage, SendStatus
+from notify.senders.base import OutboundMessage, SendStatus, retry_after_seconds
 from notify.senders.registry import sender_for
-from notify.senders.sms_http import HttpSmsSender, invalid_number_said, retry_after_seconds
+from notify.senders.sms_http import HttpSmsSender, invalid_number_said
+from tests.loopback import free_port
 
 if TYPE_CHECKING:
     from tests.fakes.sms_gateway import FakeSmsGateway
@@ -217,9 +217,7 @@ async def test_timeout_is_retry(
 
 async def test_no_gateway_listening_is_retry(
         make_sender: Callable[..., HttpSmsSender]) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a loopback port that nobody listens on
 
     result = await make_sender(f"http://127.0.0.1:{port}/send?to={{to}}&text={{text}}").send(
         sms("Sain baina uu"))

@@ -11,8 +11,8 @@ from django.utils import timezone
 from identity.models import User
 from notify import preferences
 from notify.delivery import deliveries_process
+from notify.inbox import notification_create
 from notify.models import Agency, Delivery, DevOutboxMessage, SmsBudgetDay
-from notify.services import notification_create
 
 BODY = "Төлбөрийн мэдэгдэл"  # one UCS-2 part
 

@@ -11,9 +11,9 @@ from django.utils import timezone
 from identity.models import User
 from notify import preferences
 from notify.delivery import deliveries_process
+from notify.inbox import notification_create
 from notify.models import Agency, Delivery
 from notify.senders.registry import sender_for
-from notify.services import notification_create
 from tests.fakes.smsc import FakeSmsc
 
 pytestmark = pytest.mark.django_db(transaction=True)
