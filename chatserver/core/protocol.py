@@ -367,7 +367,8 @@ LoginServerFrame = QrCode | QrScanned | LoginApproved | LoginDenied
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_ORIGIN_FORBIDDEN = 4403
 CLOSE_RATE_LIMITED = 4429
-# RFC 6455's "try again later": the database or Redis did not answer at connect.
-CLOSE_TRY_AGAIN_LATER = 1013
+# "Try again later" (as HTTP 503): the database or Redis did not answer at connect. Not
+# RFC 6455's 1013: daphne's WebSocket library refuses to send that code.
+CLOSE_TRY_AGAIN_LATER = 4503
 # The socket fell too far behind the room frames sent to it: reconnect and resume with hello.
 CLOSE_TOO_SLOW = 4408

@@ -46,7 +46,7 @@ def test_intro_states_the_close_codes_and_limits() -> None:
     text = render_protocol_doc()
     assert f"| {protocol.CLOSE_UNAUTHENTICATED} | `CLOSE_UNAUTHENTICATED` |" in text
     assert f"| {protocol.CLOSE_ORIGIN_FORBIDDEN} | `CLOSE_ORIGIN_FORBIDDEN` |" in text
-    assert "| 1013 | `CLOSE_TRY_AGAIN_LATER` |" in text
+    assert "| 4503 | `CLOSE_TRY_AGAIN_LATER` |" in text
     assert "live events\n  may reach it before `welcome`" in text
     assert "64 KiB" in text
     assert "resync" in text

@@ -2,6 +2,7 @@
 4408 (too slow), and the page reconnects by itself, shows the last message and counts every
 one unread."""
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,13 @@ from tests.e2e.web_helpers import (
     record_close_codes,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # daphne's transport takes every write into its own buffer, without back-pressure: the
+    # socket's outbox never fills, so 4408 is a uvicorn promise (docs/operations.md).
+    pytest.mark.skipif(os.environ.get("SONOR_E2E_SERVER") == "daphne",
+                       reason="daphne buffers writes itself: no slow-socket close"),
+]
 
 BURST_MAX = 400  # messages at most (loopback buffers held about 180 of these here)
 BIG = "🐎" * 4000  # large frames (4 bytes a character) fill the paused buffers sooner

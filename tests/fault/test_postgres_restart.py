@@ -2,7 +2,7 @@
 in a temporary directory, on a free port; as the `postgres` OS user when the test runs as
 root), never the shared one. While it is down, the REST API answers 503 `unavailable` in JSON
 with Retry-After, and a socket's chat.send gets an `error` frame `unavailable` with
-retry_after, the socket staying open, and a socket that connects is closed with 1013 (try
+retry_after, the socket staying open, and a socket that connects is closed with 4503 (try
 again later, counted in /metrics); once PostgreSQL is back, the same server process and the
 same socket work again, a new socket connects, and every acked message is stored. An agency's
 burst of notifications through the restart gets 202 or a JSON 503 with Retry-After for each;
@@ -213,7 +213,7 @@ def test_a_postgres_restart_answers_retry_then_recovers_without_restarting_sonor
     # no closed socket, no hang).
     assert result["down"]
     for frame, (status, headers, body), close_code in result["down"]:
-        assert close_code == protocol.CLOSE_TRY_AGAIN_LATER == 1013, close_code
+        assert close_code == protocol.CLOSE_TRY_AGAIN_LATER == 4503, close_code
         assert isinstance(frame, protocol.ErrorFrame), frame
         assert frame.code == "unavailable" and float(str(frame.extra["retry_after"])) > 0, frame
         assert status == 503, (status, body)

@@ -1,5 +1,5 @@
 """Sockets that connect while Redis is down (a redis-server of the test's own, never the shared
-one). A server process that has not reached Redis yet closes them with 1013 (try again
+one). A server process that has not reached Redis yet closes them with 4503 (try again
 later) instead of crashing; once Redis is up the next sockets connect and follow their rooms
 live. A server that did reach Redis before lets them in, and they get their rooms' messages
 live once Redis is back, without reconnecting."""
@@ -42,7 +42,7 @@ async def _down_then_up(server: LiveServer, redis: OwnRedis, room_id: int, token
     return {"while_down": while_down, "ack": ack, "live": live}
 
 
-def test_sockets_get_1013_while_redis_is_down_and_connect_once_it_is_up(
+def test_sockets_get_4503_while_redis_is_down_and_connect_once_it_is_up(
         make_group: Any, tmp_path: Path) -> None:
     room, _, tokens = make_group(2)
     redis = OwnRedis(tmp_path / "redis.log")  # not started yet
