@@ -7,16 +7,14 @@ no browser is downloaded (`playwright install` is never run).
 """
 
 import json
-import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connections
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from identity.admin_services import phone_bind_verified
 from identity.login.demo import demo_login_link_create
@@ -25,33 +23,18 @@ from identity.services import citizen_create, session_create
 from notify.agency_services import agency_create
 from notify.models import DevOutboxMessage
 from tests.e2e.conftest import LiveServer
-from tests.e2e.web_helpers import close_codes, record_close_codes
+from tests.e2e.web_helpers import (
+    TIMEOUT_MS,
+    browser,  # noqa: F401  (fixture)
+    close_codes,
+    record_close_codes,
+)
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = os.environ.get("SONOR_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-TIMEOUT_MS = 15_000
 
 BAT = ("УБ99011512", "Бат-Эрдэнэ", "+97699112233")
 SARNAI = ("УБ05211522", "Сарнай")
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
-    # Playwright's sync API runs its asyncio loop in a greenlet of this thread, so Django's
-    # guard sees a running loop and refuses the test's own (plain, synchronous) ORM calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-        # With that loop set, Django hands the test a connection of its own; close it here,
-        # where it is visible, or it outlives the test and blocks dropping the test database.
-        connections.close_all()
 
 
 @pytest.fixture
@@ -59,7 +42,7 @@ def demo_mode(settings: Any) -> None:
     settings.SONOR_DEMO = True  # demo links are made in this process, used by the server
 
 
-def new_page(browser: Browser) -> tuple[BrowserContext, Page]:
+def new_page(browser: Browser) -> tuple[BrowserContext, Page]:  # noqa: F811
     """A fresh browser profile (its own cookies); `page.errors` collects script errors and
     Content-Security-Policy violations, which the tests expect to stay empty."""
     context = browser.new_context(locale="mn-MN", viewport={"width": 1000, "height": 900})
@@ -115,7 +98,7 @@ def page_fetch_status(page: Page, path: str) -> int:
 
 
 def test_demo_login_then_live_notices_and_a_number_that_moves(
-    server: LiveServer, browser: Browser, demo_mode: None
+    server: LiveServer, browser: Browser, demo_mode: None  # noqa: F811
 ) -> None:
     bat = citizen_create(register_number=BAT[0], name=BAT[1])
     phone_bind_verified(user=bat, phone=BAT[2])
@@ -222,7 +205,7 @@ def test_demo_login_then_live_notices_and_a_number_that_moves(
 
 
 def test_logout_and_log_out_everywhere_else(
-    server: LiveServer, browser: Browser, demo_mode: None
+    server: LiveServer, browser: Browser, demo_mode: None  # noqa: F811
 ) -> None:
     bat = citizen_create(register_number=BAT[0], name=BAT[1])
     _, laptop = new_page(browser)
@@ -258,7 +241,7 @@ def test_logout_and_log_out_everywhere_else(
 
 
 def test_qr_login_denied_then_approved_by_a_logged_in_phone(
-    server: LiveServer, browser: Browser
+    server: LiveServer, browser: Browser  # noqa: F811
 ) -> None:
     bat = citizen_create(register_number=BAT[0], name=BAT[1])
     _, phone_token = session_create(user=bat, login_method="test", device_name="Phone")
