@@ -41,8 +41,7 @@ class Profile:
     connect_batch: int
     idle_seconds: float
     notify_users: int
-    notify_rate: float
-    notify_steps: int
+    notify_rates: tuple[float, ...]  # agency POSTs/s per step; the first is a warm-up
     storm_sockets: int
     storm_jitter: float
     drain_max: float = 15.0  # a trial's drain: at most this long,
@@ -53,17 +52,20 @@ PROFILES = {
     "full": Profile(users=1000, trial_seconds=3, fixed_small=100, fixed_big=2, start_small=50,
                     start_big=2, max_steps=14, refine=2, factor=1.5, tries=3, saturation_seconds=8,
                     idle_sockets=10_000, connect_batch=1000, idle_seconds=10,
-                    notify_users=200, notify_rate=25, notify_steps=8, storm_sockets=5000,
+                    notify_users=200,
+                    notify_rates=(50, 100, 200, 400, 600, 800, 1000, 1200, 1600),
+                    storm_sockets=5000,
                     storm_jitter=5),
     "quick": Profile(users=100, trial_seconds=1.5, fixed_small=50, fixed_big=2, start_small=50,
                      start_big=4, max_steps=7, refine=1, factor=2.0, tries=2,
                      saturation_seconds=2, idle_sockets=500, connect_batch=125, idle_seconds=2,
-                     notify_users=50, notify_rate=25, notify_steps=6, storm_sockets=100,
+                     notify_users=50,
+                     notify_rates=(25, 100, 200, 400, 600, 800, 1000, 1200), storm_sockets=100,
                      storm_jitter=1, drain_max=10, quiet=0.5),
     "smoke": Profile(users=20, trial_seconds=1, fixed_small=5, fixed_big=2, start_small=5,
                      start_big=2, max_steps=1, refine=0, factor=2.0, tries=1, saturation_seconds=1,
                      idle_sockets=40, connect_batch=20, idle_seconds=1,
-                     notify_users=10, notify_rate=5, notify_steps=1, storm_sockets=20,
+                     notify_users=10, notify_rates=(5, 5), storm_sockets=20,
                      storm_jitter=0.5, drain_max=5, quiet=0.3),
 }
 
@@ -358,8 +360,7 @@ def agency(ctx: Context, server: Server) -> dict[str, Any]:
         specs = socket_specs(server, p.notify_users, p.users)
         open_sockets(ctx, specs)
         steps = []
-        rate = p.notify_rate
-        for step_number in range(p.notify_steps + 1):  # the first is a warm-up, not counted
+        for step_number, rate in enumerate(p.notify_rates):  # the first is a warm-up
             trial = f"n{next(ctx.trials)}"
             count = round(rate * p.trial_seconds)
             workers = ctx.loadgen.size  # every worker posts its share, interleaved in time
@@ -395,7 +396,6 @@ def agency(ctx: Context, server: Server) -> dict[str, Any]:
             steps.append(step)
             if not step["held"]:
                 break
-            rate *= 2
         held = [s for s in steps if s["held"]]
         return {"sockets": len(specs), "fixed": steps[0], "steps": steps,
                 "held_rate": held[-1]["rate"] if held else 0,

@@ -85,7 +85,9 @@ class Server:
         profile_dir = os.environ.get("BENCH_PYSPY_DIR")
         if profile_dir and self.kind == "sonor":  # sampled stacks of the server, for profiling runs
             out = Path(profile_dir) / f"{self.name}-{time.strftime('%H%M%S')}.txt"
-            command = ["py-spy", "record", "--nonblocking", "-r", "200", "-f", "raw",
+            # BENCH_PYSPY_GIL=1: only threads holding the GIL, i.e. where the CPU goes
+            gil = ["--gil"] if os.environ.get("BENCH_PYSPY_GIL") else []
+            command = ["py-spy", "record", "--nonblocking", "-r", "200", "-f", "raw", *gil,
                        "-o", str(out), "--", *command]
         return ["taskset", "-c", str(SERVER_CORE), *command]
 

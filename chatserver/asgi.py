@@ -1,9 +1,8 @@
-"""ASGI entry point: HTTP to Django, /ws/v1 to the device socket, /ws/v1/login to QR login."""
+"""ASGI entry point: HTTP to Django (the agency API's notification POST first to
+chatserver/http/agency_post.py), /ws/v1 to the device socket, /ws/v1/login to QR login."""
 
 import os
-import sys
-
-sys.setswitchinterval(float(os.environ.get("X_SWITCH", "0.005")))
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatserver.settings")
 
@@ -18,11 +17,21 @@ django_application = HttpHandler()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from chatserver.http import agency_post  # noqa: E402
 from chatserver.sockets.routing import websocket_urlpatterns  # noqa: E402
 from chatserver.worker.embedded import EmbeddedWorker  # noqa: E402
 
+
+async def http_application(scope: dict, receive: Any, send: Any) -> None:
+    """Django, but for the agency API's notification POST in its common case."""
+    if agency_post.handles(scope):
+        await agency_post.serve(scope, receive, send, django_application)
+    else:
+        await django_application(scope, receive, send)
+
+
 application = ProtocolTypeRouter({
-    "http": django_application,
+    "http": http_application,
     "websocket": URLRouter(websocket_urlpatterns),
 })
 if settings.SONOR_EMBEDDED_WORKER:

@@ -105,6 +105,9 @@ MIDDLEWARE = [
     "chatserver.core.middleware.InlineXFrameOptionsMiddleware",
 ]
 
+# Paths that take only an API key, never a cookie: Django's middleware for browsers (sessions,
+# CSRF, users, messages) is skipped there (chatserver/core/middleware.py).
+SONOR_KEY_ONLY_PATHS = ("/api/agency/",)
 ROOT_URLCONF = "chatserver.urls"
 ASGI_APPLICATION = "chatserver.asgi.application"
 AUTH_USER_MODEL = "identity.User"
@@ -151,7 +154,7 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             # Pub/sub: one Redis message per process for a group, dispatched locally.
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "chatserver.core.layers.RedisPubSubLayer",
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }

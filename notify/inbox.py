@@ -118,7 +118,8 @@ def notifications_insert(rows: list[Notification]) -> None:
         frames.append((user_group(n.user_id), notification_frame(n)))
     for uid in user_ids:
         frames.append((user_group(uid), protocol.NotifyUnread(count=counts.get(uid, 0))))
-    publish_many_on_commit(frames)
+    # A batch from the agency API does not wait for the loop to publish (202 needs the commit).
+    publish_many_on_commit(frames, wait=False)
     log.info("%s notifications stored (%s) for %s citizens, %s deliveries", len(rows),
              ", ".join(f"{n.pk}:{n.category}" for n in rows[:20]) + (", …" if len(rows) > 20
                                                                     else ""),

@@ -1,9 +1,11 @@
-"""The embedded default's channel layer."""
+"""The channel layers: the embedded default's, and Redis pub/sub's. Both add
+group_send_many: many (group, message) pairs sent in order, at once."""
 
 import time
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
 
 class InMemoryLayer(InMemoryChannelLayer):
@@ -24,3 +26,28 @@ class InMemoryLayer(InMemoryChannelLayer):
         if now - self._swept_at >= self.SWEEP_SECONDS:
             self._swept_at = now
             super()._clean_expired()
+
+    async def group_send_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        for group, message in messages:
+            await self.group_send(group, message)
+
+
+class RedisPubSubLayer(RedisPubSubChannelLayer):
+    """channels-redis's pub/sub layer, where group_send_many publishes a batch's messages in
+    one pipeline per Redis shard: one round trip instead of one per group, each taken under
+    the shard's lock while the event loop also serves sockets and requests."""
+
+    async def group_send_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        layer = self._get_layer()
+        by_shard: dict[Any, list[tuple[str, bytes]]] = {}
+        for group, message in messages:
+            channel = layer._get_group_channel_name(group)
+            by_shard.setdefault(layer._get_shard(channel), []).append(
+                (channel, self.serialize(message)))
+        for shard, items in by_shard.items():
+            async with shard._lock:
+                shard._ensure_redis()
+                pipe = shard._redis.pipeline(transaction=False)
+                for channel, data in items:
+                    pipe.publish(channel, data)
+                await pipe.execute()

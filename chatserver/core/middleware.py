@@ -26,11 +26,17 @@ from chatserver.core.client_address import UntrustedProxyHeadersMiddleware
 class InlineHooks:
     """Runs the hooks of the middleware it is mixed into inline on the event loop."""
 
+    # Middleware for browsers (sessions, CSRF, users, messages) is skipped on paths that
+    # only take an API key (SONOR_KEY_ONLY_PATHS): such requests carry no cookie to read.
+    browser_only = False
+
     def response_needs_thread(self, request: HttpRequest, response: HttpResponseBase) -> bool:
         """Whether process_response may touch the database for this request."""
         return False
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        if self.browser_only and request.path_info.startswith(settings.SONOR_KEY_ONLY_PATHS):
+            return await self.get_response(request)  # type: ignore[attr-defined, no-any-return]
         response = None
         if hasattr(self, "process_request"):
             response = self.process_request(request)
@@ -53,6 +59,8 @@ class InlineSecurityMiddleware(InlineHooks, SecurityMiddleware):
 
 
 class InlineSessionMiddleware(InlineHooks, SessionMiddleware):
+    browser_only = True
+
     def response_needs_thread(self, request: HttpRequest, response: HttpResponseBase) -> bool:
         session = getattr(request, "session", None)
         return session is not None and (session.modified or settings.SESSION_SAVE_EVERY_REQUEST)
@@ -63,16 +71,20 @@ class InlineCommonMiddleware(InlineHooks, CommonMiddleware):
 
 
 class InlineCsrfViewMiddleware(InlineHooks, CsrfViewMiddleware):
+    browser_only = True
+
     async def process_view(self, request, callback, callback_args, callback_kwargs):  # type: ignore[no-untyped-def, override]
         # A coroutine, so that Django's async handler calls it without a thread.
         return super().process_view(request, callback, callback_args, callback_kwargs)
 
 
 class InlineAuthenticationMiddleware(InlineHooks, AuthenticationMiddleware):
-    pass
+    browser_only = True
 
 
 class InlineMessageMiddleware(InlineHooks, MessageMiddleware):
+    browser_only = True
+
     def response_needs_thread(self, request: HttpRequest, response: HttpResponseBase) -> bool:
         messages = getattr(request, "_messages", None)
         return messages is not None and (messages.used or messages.added_new)

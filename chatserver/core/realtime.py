@@ -22,12 +22,15 @@ publisher and written as the same text to every socket. Message types (`frame.pu
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any, Protocol
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from pydantic import BaseModel
+
+from chatserver.core.loop_local import LoopLocal
 
 log = logging.getLogger(__name__)
 
@@ -64,33 +67,77 @@ def publish_on_commit(group: str, frame: BaseModel) -> None:
 
     The frame is serialised once here; each process writes the same text to its sockets.
     """
-    text = frame.model_dump_json()
-    transaction.on_commit(lambda: _send(group, {"type": "frame.push", "text": text}))
+    texts = [frame.model_dump_json()]
+    transaction.on_commit(lambda: _send(group, {"type": "frame.push", "texts": texts}))
 
 
-def publish_many_on_commit(items: list[tuple[str, BaseModel]]) -> None:
-    """Push many (group, frame) pairs, in order, after commit through one event-loop
-    entry: a broadcast batch pays for one async_to_sync, not one per frame."""
-    messages = [(group, {"type": "frame.push", "text": frame.model_dump_json(), "group": group})
-                for group, frame in items]
+def publish_many_on_commit(items: list[tuple[str, BaseModel]], *, wait: bool = True) -> None:
+    """Push many (group, frame) pairs after commit, in order for each group, through one
+    event-loop entry, one layer message per group. With wait=False, a batch running in a
+    thread for an event loop hands them to that loop's publisher and goes on (see
+    layer_send_many)."""
+    texts_by_group: dict[str, list[str]] = {}
+    for group, frame in items:
+        texts_by_group.setdefault(group, []).append(frame.model_dump_json())
+    messages = [(group, {"type": "frame.push", "texts": texts, "group": group})
+                for group, texts in texts_by_group.items()]
     if messages:
-        transaction.on_commit(lambda: layer_send_many(messages))
+        transaction.on_commit(lambda: layer_send_many(messages, wait=wait))
 
 
-def layer_send_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
-    """group_send each (group, message), in order, from sync code in one loop entry."""
+def layer_send_many(messages: list[tuple[str, dict[str, Any]]], *, wait: bool = True) -> None:
+    """group_send each (group, message), in order, from sync code in one loop entry.
 
-    async def send_all() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        for group, message in messages:
-            try:
-                await layer.group_send(group, message)
-            except Exception:  # what was committed stands; clients resume from seqs
-                log.exception("channel layer group_send to %s failed", group)
+    With wait=False, in a thread that an event loop called through sync_to_async (a batch),
+    the messages join that loop's publisher, which sends everything handed to it in order,
+    and this returns at once: the batch does not wait for the busy loop to publish them."""
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None) if not wait else None
+    if loop is not None and loop.is_running():
+        loop.call_soon_threadsafe(_publisher_add, messages)
+        return
+    async_to_sync(_group_send_all)(messages)
 
-    async_to_sync(send_all)()
+
+async def _group_send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send them in order, at once (chatserver.core.layers: group_send_many)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send_many(messages)
+    except Exception:  # what was committed stands; clients resume from seqs
+        log.exception("channel layer group_send_many of %s messages (%s, …) failed",
+                      len(messages), messages[0][0])
+
+
+class _Publisher:
+    """A loop's queue of layer messages from batch threads, sent in the order handed over."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        self.queue.extend(messages)
+        if self.task is None:
+            self.task = self.loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.queue:
+                messages = list(self.queue)
+                self.queue.clear()
+                await _group_send_all(messages)
+        finally:
+            self.task = None
+
+
+_publishers = LoopLocal(_Publisher)
+
+
+def _publisher_add(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    _publishers.get().add(messages)
 
 
 def revoke_on_commit(group: str, reason: str) -> None:

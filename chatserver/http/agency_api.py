@@ -32,10 +32,10 @@ from notify.models import Agency, Broadcast, Notification
 
 notification_writer = batcher(agency_sends.agency_notifications_send_batch,
                               what="agency notifications")
-_IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
+IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 # Checked by _idempotency_key (400 with the field named); the document states the rule.
 IdempotencyKey = Annotated[str | None, WithJsonSchema({
-    "type": "string", "pattern": _IDEMPOTENCY_KEY_RE.pattern,
+    "type": "string", "pattern": IDEMPOTENCY_KEY_RE.pattern,
     "description": "1 to 200 printable ASCII characters, no spaces."})]
 
 
@@ -78,7 +78,7 @@ def _agency(request: HttpRequest) -> Agency:
 def _idempotency_key(value: str | None) -> str:
     if value is None:
         return ""
-    if not _IDEMPOTENCY_KEY_RE.match(value):
+    if not IDEMPOTENCY_KEY_RE.match(value):
         raise InvalidInput("Idempotency-Key is 1 to 200 printable ASCII characters.",
                            field="Idempotency-Key")
     return value
@@ -263,16 +263,24 @@ async def notification_send(
     An unknown register number, a closed account and an organisation's register all answer
     404 `citizen_not_found`, alike. Requests from every connection are stored in batches
     (one transaction each); 202 comes after the commit."""
+    accepted, replayed = await notification_accept(
+        api_key=request.auth, idempotency_key=idempotency_key, payload=payload)  # type: ignore[attr-defined]
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return Status(202, accepted)
+
+
+async def notification_accept(*, api_key: str, idempotency_key: str | None,
+                              payload: NotificationIn) -> tuple[NotificationAccepted, bool]:
+    """notification_send's work, also done by the ASGI endpoint in front of Django
+    (agency_post.py): (the answer, whether it is a replay). AppError for a refusal."""
     notification, replayed = await notification_writer().send(agency_sends.AgencySend(
-        api_key=request.auth, register_number=payload.register_number,  # type: ignore[attr-defined]
+        api_key=api_key, register_number=payload.register_number,
         category=payload.category, title=payload.title, body=payload.body, link=payload.link,
         reference=payload.reference, amount_mnt=payload.amount_mnt, due_date=payload.due_date,
         idempotency_key=_idempotency_key(idempotency_key),
     ))
-    if replayed:
-        response["Idempotent-Replayed"] = "true"
-    return Status(202, NotificationAccepted(id=notification.pk,
-                                            created_at=notification.created_at))
+    return NotificationAccepted(id=notification.pk, created_at=notification.created_at), replayed
 
 
 @agency_api.get("notifications/{id:notification_id}", response={200: NotificationStatusOut,

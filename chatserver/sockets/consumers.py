@@ -287,7 +287,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             if self.session is not None and self.session.user_id in message.get("leave", ()):
                 self._room_left(message["room"])
         elif kind == "frame.push":
-            self._queue([message["text"]])
+            self._queue(message["texts"])
         elif kind == "session.revoke":
             self._queue([(_REVOKED, message["reason"])])
         elif kind == "room.join":
