@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from chatserver.core.errors import AppError, InvalidInput, InvalidRegisterNumber, Unauthenticated
+from chatserver.core.sql import fetch_rows, in_list
 from chatserver.core.throttle import throttle_check_many
 from identity.domain import register_parse
 from identity.models import User
@@ -126,25 +127,29 @@ def agency_notifications_send_batch(requests: list[AgencySend]) -> list[AgencySe
             outcomes[i] = exc
             continue
         checked.append((i, r, ""))
-    users = {u.register_number: u for u in User.objects.filter(
-        register_number__in=set(registers.values())).exclude(status=User.Status.CLOSED)}
+    wanted = sorted(set(registers.values()))
+    users = {register: user_id for user_id, register in fetch_rows(
+        f"SELECT id, register_number FROM {User._meta.db_table}"
+        f" WHERE register_number IN ({in_list(wanted)}) AND status <> %s",
+        [*wanted, User.Status.CLOSED])} if wanted else {}
     pending: list[tuple[int, AgencySend, str]] = []
     for i, r, _ in checked:
-        user = users.get(registers[i])
-        if user is None:
+        if registers[i] not in users:
             outcomes[i] = CitizenNotFound()
             continue
         pending.append((i, r, request_digest({
-            "register_number": user.register_number, "category": r.category,
+            "register_number": registers[i], "category": r.category,
             "title": r.title, "body": r.body, "link": r.link, "reference": r.reference,
             "amount_mnt": r.amount_mnt, "due_date": r.due_date})))
     keys = {(r.agency.pk, r.idempotency_key) for _, r, _ in pending  # type: ignore[union-attr]
             if r.idempotency_key}
     known: dict[tuple[int, str], Notification] = {}
     if keys:
-        for n in Notification.objects.filter(
-                agency_id__in={a for a, _ in keys},
-                idempotency_key__in={k for _, k in keys}):
+        agency_ids, key_texts = sorted({a for a, _ in keys}), sorted({k for _, k in keys})
+        for n in Notification.objects.raw(
+                f"SELECT * FROM {Notification._meta.db_table}"
+                f" WHERE agency_id IN ({in_list(agency_ids)})"
+                f" AND idempotency_key IN ({in_list(key_texts)})", [*agency_ids, *key_texts]):
             known[n.agency_id, n.idempotency_key] = n  # type: ignore[index]
     new: list[tuple[int, Notification]] = []
     firsts: dict[tuple[int, str], int] = {}  # a key's first request in this batch
@@ -161,7 +166,7 @@ def agency_notifications_send_batch(requests: list[AgencySend]) -> list[AgencySe
         if r.idempotency_key:
             firsts[key] = i
         new.append((i, Notification(
-            user=users[registers[i]], category=r.category, title=r.title, body=r.body,
+            user_id=users[registers[i]], category=r.category, title=r.title, body=r.body,
             link=r.link, agency=r.agency, reference=r.reference, amount_mnt=r.amount_mnt,
             due_date=r.due_date, idempotency_key=r.idempotency_key, request_digest=digest)))
     if new:

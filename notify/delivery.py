@@ -25,7 +25,8 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
-from identity.models import PhoneNumber, User
+from chatserver.core.sql import fetch_rows, in_list
+from identity.models import DeviceSession, PhoneNumber, User
 from identity.services import token_hash
 from notify.models import (
     AgencyMute,
@@ -82,22 +83,28 @@ def deliveries_plan_many(*, notifications: list[Notification]) -> list[Delivery]
     the caller holds their transaction."""
     if not notifications:
         return []
-    user_ids = {n.user_id for n in notifications}
+    user_ids = sorted({n.user_id for n in notifications})
+    users = in_list(user_ids)
+    categories = sorted({n.category for n in notifications})
     prefs: dict[tuple[int, str], dict[str, bool]] = defaultdict(dict)
-    for user_id, category, channel, enabled in Preference.objects.filter(
-            user_id__in=user_ids, category__in={n.category for n in notifications}
-    ).values_list("user_id", "category", "channel", "enabled"):
-        prefs[user_id, category][channel] = enabled
-    notify_settings = {s.user_id: s for s in NotifySettings.objects.filter(user_id__in=user_ids)}
-    mutes = set(AgencyMute.objects.filter(user_id__in=user_ids)
-                .values_list("user_id", "agency_id"))
-    devices: dict[int, list[Device]] = defaultdict(list)
+    for user_id, category, channel, enabled in fetch_rows(
+            f"SELECT user_id, category, channel, enabled FROM {Preference._meta.db_table}"
+            f" WHERE user_id IN ({users}) AND category IN ({in_list(categories)})",
+            [*user_ids, *categories]):
+        prefs[user_id, category][channel] = bool(enabled)
+    notify_settings = {s.user_id: s for s in NotifySettings.objects.raw(
+        f"SELECT * FROM {NotifySettings._meta.db_table} WHERE user_id IN ({users})", user_ids)}
+    mutes = set(fetch_rows(f"SELECT user_id, agency_id FROM {AgencyMute._meta.db_table}"
+                           f" WHERE user_id IN ({users})", user_ids))
+    devices: dict[int, list[tuple[int, str]]] = defaultdict(list)
     # A logged-out device gets nothing: its session is revoked.
-    for device in Device.objects.filter(user_id__in=user_ids,
-                                        session__revoked_at__isnull=True):
-        devices[device.user_id].append(device)
-    phones = dict(PhoneNumber.objects.filter(user_id__in=user_ids, released_at__isnull=True)
-                  .values_list("user_id", "e164"))
+    for device_id, user_id, token in fetch_rows(
+            f"SELECT d.id, d.user_id, d.token FROM {Device._meta.db_table} d"
+            f" LEFT JOIN {DeviceSession._meta.db_table} s ON s.id = d.session_id"
+            f" WHERE d.user_id IN ({users}) AND s.revoked_at IS NULL", user_ids):
+        devices[user_id].append((device_id, token))
+    phones = dict(fetch_rows(f"SELECT user_id, e164 FROM {PhoneNumber._meta.db_table}"
+                             f" WHERE user_id IN ({users}) AND released_at IS NULL", user_ids))
     now = timezone.now()
     rows: list[Delivery] = []
     for notification in notifications:
@@ -110,19 +117,18 @@ def deliveries_plan_many(*, notifications: list[Notification]) -> list[Delivery]
             notify_settings=user_settings, now=now)
         expires_at = now + _validity(category)
 
-        def add(channel: str, address: str, key: str, *, device: Device | None = None,
+        def add(channel: str, address: str, key: str, *, device_id: int | None = None,
                 not_before: datetime | None = None, escalation: bool = False,
                 notification: Notification = notification, expires_at: datetime = expires_at,
                 ) -> None:
             rows.append(Delivery(
-                notification=notification, channel=channel, address=address, device=device,
+                notification=notification, channel=channel, address=address, device_id=device_id,
                 dedupe_key=f"n{notification.pk}:{channel}:{key}", escalation=escalation,
                 next_attempt_at=max(filter(None, [now, not_before])), expires_at=expires_at))
 
         if channel_enabled(prefs=user_prefs, category=category, channel="push"):
-            for device in devices[user_id]:
-                add("push", device.token, str(device.pk), device=device,
-                    not_before=quiet_until)
+            for device_id, token in devices[user_id]:
+                add("push", token, str(device_id), device_id=device_id, not_before=quiet_until)
         phone = phones.get(user_id)
         if phone and channel_enabled(prefs=user_prefs, category=category, channel="sms"):
             minutes = settings.SONOR_SMS_ESCALATION_MINUTES.get(category, 0)
