@@ -9,6 +9,7 @@ a client could choose the address shown on a QR approval screen, escape per-addr
 and reach /metrics.
 """
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -19,8 +20,13 @@ from django.utils.deprecation import MiddlewareMixin
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _networks() -> list[_Network]:
-    return [ipaddress.ip_network(item, strict=False) for item in settings.SONOR_TRUSTED_PROXIES]
+def _networks() -> tuple[_Network, ...]:
+    return _networks_of(tuple(settings.SONOR_TRUSTED_PROXIES))
+
+
+@functools.lru_cache(maxsize=8)  # parsed once per setting, not on every connect
+def _networks_of(items: tuple[str, ...]) -> tuple[_Network, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
 
 
 def _ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -34,14 +40,18 @@ def _ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 
 
 def is_trusted_proxy(peer: str | None) -> bool:
+    networks = _networks()
+    if not networks:
+        return False
     address = _ip(peer)
-    return address is not None and any(address in net for net in _networks())
+    return address is not None and any(address in net for net in networks)
 
 
 def client_address_from(*, peer: str | None, forwarded_for: str) -> str | None:
     """The client's IP, given the TCP peer and the X-Forwarded-For header (possibly "")."""
     if not is_trusted_proxy(peer):
-        return str(_ip(peer)) if _ip(peer) is not None else peer
+        address = _ip(peer)
+        return str(address) if address is not None else peer
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
     client = str(_ip(peer))
     for hop in reversed(hops):
