@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
-from chatserver.core.sql import fetch_rows, in_list
+from chatserver.core.sql import bulk_insert, fetch_rows, in_list
 from identity.models import DeviceSession, PhoneNumber, User
 from identity.services import token_hash
 from notify.models import (
@@ -138,7 +138,7 @@ def deliveries_plan_many(*, notifications: list[Notification]) -> list[Delivery]
         if user_settings and user_settings.email and user_settings.email_verified_at and \
                 channel_enabled(prefs=user_prefs, category=category, channel="email"):
             add("email", user_settings.email, token_hash(user_settings.email)[:16])
-    Delivery.objects.bulk_create(rows)
+    bulk_insert(rows)
     return rows
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from chatserver.core import protocol
 from chatserver.core.errors import InvalidInput
 from chatserver.core.realtime import publish_many_on_commit, publish_on_commit, user_group
-from chatserver.core.sql import fetch_rows, in_list
+from chatserver.core.sql import bulk_insert, fetch_rows, in_list
 from identity.models import User
 from identity.services import access_log_record
 from notify.delivery import deliveries_cancel_on_read, deliveries_plan, deliveries_plan_many
@@ -111,7 +111,7 @@ def notifications_insert(rows: list[Notification]) -> None:
     for n in rows:
         heads[n.user_id] += 1
         n.seq = heads[n.user_id]
-    Notification.objects.bulk_create(rows)
+    bulk_insert(rows)
     deliveries = deliveries_plan_many(notifications=rows)
     counts = _unread_counts(user_ids=user_ids)
     frames: list[tuple[str, BaseModel]] = []

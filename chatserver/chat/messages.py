@@ -43,6 +43,7 @@ from chatserver.chat.streams import (
 from chatserver.chat.text import pii_kinds, text_clean
 from chatserver.core.errors import AppError
 from chatserver.core.realtime import publish_room_on_commit, publish_rooms_on_commit
+from chatserver.core.sql import bulk_insert
 from chatserver.core.throttle import throttle_check, throttle_check_many
 from identity.models import User
 
@@ -200,7 +201,7 @@ def messages_send_batch(requests: list[SendRequest]) -> list[SendOutcome]:
             for _, event in events:
                 event.seq = next_seq[event.room_id]
                 next_seq[event.room_id] += 1
-            RoomEvent.objects.bulk_create([event for _, event in events])
+            bulk_insert([event for _, event in events])
             for index, event in events:
                 outcomes[index] = event
             _publish_messages_on_commit([event for _, event in events])
@@ -282,7 +283,8 @@ def _publish_messages_on_commit(events: list[RoomEvent]) -> None:
     by_room: dict[int, list[BaseModel]] = {}
     for event in events:  # in seq order within each room
         by_room.setdefault(event.room_id, []).append(message_frame(event))
-    publish_rooms_on_commit(list(by_room.items()))
+    # The socket writer's batch hands them to its loop and goes on (see layer_send_many).
+    publish_rooms_on_commit(list(by_room.items()), wait=False)
 
 
 def _message_in_room(*, room_id: int, message_id: int) -> RoomEvent:

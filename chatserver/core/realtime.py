@@ -175,12 +175,14 @@ def publish_room_on_commit(room_id: int, frames: list[BaseModel],
     transaction.on_commit(lambda: _send(room_group(room_id), message))
 
 
-def publish_rooms_on_commit(items: list[tuple[int, list[BaseModel]]]) -> None:
-    """publish_room_on_commit for several rooms through one event-loop entry."""
+def publish_rooms_on_commit(items: list[tuple[int, list[BaseModel]]], *,
+                            wait: bool = True) -> None:
+    """publish_room_on_commit for several rooms through one event-loop entry (`wait`: see
+    layer_send_many)."""
     messages = [(room_group(room_id), room_push_message(room_id, frames))
                 for room_id, frames in items]
     if messages:
-        transaction.on_commit(lambda: layer_send_many(messages))
+        transaction.on_commit(lambda: layer_send_many(messages, wait=wait))
 
 
 def room_join_on_commit(user_id: int, room_id: int, frames: list[BaseModel]) -> None:
