@@ -50,8 +50,7 @@ def _inbox_seq_next(*, user: User) -> int:
 
 def unread_count(*, user: User) -> int:
     """Unread notifications still in the inbox (archived and reported ones do not count)."""
-    return Notification.objects.filter(user=user, read_at__isnull=True, archived_at__isnull=True,
-                                       reported_at__isnull=True).count()
+    return _unread_counts(user_ids=[user.pk]).get(user.pk, 0)
 
 def notification_frame(notification: Notification) -> protocol.NotifyNew:
     return protocol.NotifyNew(

@@ -11,7 +11,6 @@ from django.db import connection
 from django.db.models import (
     BooleanField,
     CharField,
-    DurationField,
     Field,
     ForeignKey,
     IntegerField,
@@ -72,7 +71,6 @@ def bulk_insert(objs: Sequence[Model]) -> None:
 def _adapter(field: Field) -> Callable[[Any], Any]:  # type: ignore[type-arg]
     """How a value of this field goes to the database: as it is for numbers, text, flags and
     keys; through the field's rules for everything else (dates, JSON, ...)."""
-    if isinstance(field, (CharField, TextField, IntegerField, BooleanField, ForeignKey)) \
-            and not isinstance(field, DurationField):
+    if isinstance(field, (CharField, TextField, IntegerField, BooleanField, ForeignKey)):
         return lambda value: value
     return lambda value: field.get_db_prep_save(value, connection)

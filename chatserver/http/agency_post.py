@@ -17,6 +17,7 @@ allowed, a body too large, not JSON or not valid, no bearer key, a bad Idempoten
 tests/notify/test_agency_post.py runs a matrix of requests through both and compares them.
 """
 
+import functools
 import io
 import json
 import logging
@@ -79,20 +80,20 @@ class _Middleware:
         return response
 
 
-_middleware: _Middleware | None = None
+@functools.cache  # made at the first request, when settings are final
+def _middleware() -> _Middleware:
+    return _Middleware()
 
 
 async def serve(scope: dict[str, Any], receive: Any, send: Any, django: ASGIHandler) -> None:
     """Answer the POST, or hand it to `django` (the project's ASGI handler) with its body
     replayed."""
-    global _middleware
     body, more = await _read_body(receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     parsed = None if more else _well_formed(scope, body)
     if parsed is not None:
         request, payload, token, idempotency_key = parsed
-        _middleware = _middleware or _Middleware()
         try:
-            answered = _middleware.request(request) is not None
+            answered = _middleware().request(request) is not None
         except DisallowedHost:
             answered = True
         if not answered:
@@ -105,7 +106,6 @@ async def serve(scope: dict[str, Any], receive: Any, send: Any, django: ASGIHand
 
 async def _answer(request: HttpRequest, payload: NotificationIn, token: str,
                   idempotency_key: str | None) -> HttpResponse:
-    assert _middleware is not None
     response: HttpResponse
     try:
         accepted, replayed = await notification_accept(
@@ -118,7 +118,7 @@ async def _answer(request: HttpRequest, payload: NotificationIn, token: str,
     except _STORE_DOWN:
         log.exception("agency notification: a store did not answer")
         response = error_response(agency_api, request, ServiceUnavailable())
-    response = _middleware.response(request, response)  # type: ignore[assignment]
+    response = _middleware().response(request, response)  # type: ignore[assignment]
     if response.status_code >= 400:
         log_response("%s: %s", response.reason_phrase, request.path, response=response,
                      request=request)
