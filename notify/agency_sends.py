@@ -11,6 +11,13 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from chatserver.core.api_schemas import (
+    HTTPS_LINK,
+    NO_CONTROLS,
+    ONE_LINE,
+    VISIBLE_TEXT,
+    pattern_matches,
+)
 from chatserver.core.errors import AppError, InvalidInput, InvalidRegisterNumber, Unauthenticated
 from chatserver.core.sql import fetch_rows, in_list
 from chatserver.core.throttle import throttle_check_many
@@ -38,15 +45,17 @@ def notification_fields_validate(
     if category not in AGENCY_CATEGORIES:
         raise InvalidInput("Unknown category.", field="category",
                            allowed=sorted(AGENCY_CATEGORIES))
-    if not title.strip() or len(title) > TITLE_MAX:
-        raise InvalidInput(f"The title is 1 to {TITLE_MAX} characters.", field="title")
-    if not body.strip() or len(body) > BODY_MAX:
-        raise InvalidInput(f"The body is 1 to {BODY_MAX} characters.", field="body")
-    if link and (not link.startswith("https://") or len(link) > LINK_MAX):
+    if not pattern_matches(ONE_LINE, title) or len(title) > TITLE_MAX:
+        raise InvalidInput(f"The title is one line of 1 to {TITLE_MAX} characters, "
+                           "without control characters.", field="title")
+    if not pattern_matches(VISIBLE_TEXT, body) or len(body) > BODY_MAX:
+        raise InvalidInput(f"The body is 1 to {BODY_MAX} characters, without control "
+                           "characters but newline and tab.", field="body")
+    if not pattern_matches(HTTPS_LINK, link) or len(link) > LINK_MAX:
         raise InvalidInput("The link must be an https:// address.", field="link")
-    if len(reference) > REFERENCE_MAX:
-        raise InvalidInput(f"The reference is at most {REFERENCE_MAX} characters.",
-                           field="reference")
+    if not pattern_matches(NO_CONTROLS, reference) or len(reference) > REFERENCE_MAX:
+        raise InvalidInput(f"The reference is at most {REFERENCE_MAX} characters, without "
+                           "control characters.", field="reference")
     if category == "payment":
         if amount_mnt is None or due_date is None:
             raise InvalidInput("A payment notice needs amount_mnt and due_date.",

@@ -1,5 +1,6 @@
 """Schemas every API router shares (a leaf: it imports nothing of ours)."""
 
+import re
 from typing import Annotated, Any
 
 from ninja import Schema
@@ -45,3 +46,13 @@ REGISTER_NUMBER: JsonDict = {
 _VISIBLE = r"[^\x00-\x20\x7f-\xa0\xad\u1680\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff]"
 VISIBLE_TEXT = rf"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*{_VISIBLE}[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
 ONE_LINE = rf"^[^\x00-\x1f\x7f-\x9f]*{_VISIBLE}[^\x00-\x1f\x7f-\x9f]*$"
+# Short machine-made text (an agency's own reference): no control characters; may be empty.
+NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+HTTPS_LINK = r"^(https://[^\s/\x00-\x1f\x7f-\x9f]+[^\x00-\x1f\x7f-\x9f]*)?$"
+
+
+def pattern_matches(pattern: str, value: str) -> bool:
+    """Whether `value` matches a documented pattern as a JSON Schema validator reads it (a
+    search, `$` before a final newline included), so that the server refuses exactly what
+    its document calls invalid."""
+    return re.search(pattern, value) is not None

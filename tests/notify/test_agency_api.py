@@ -14,6 +14,8 @@ from django.utils import timezone
 from chatserver.core import protocol
 from identity.accounts import account_close
 from identity.models import AccessLogEntry, User
+from chatserver.core.errors import InvalidInput
+from notify.agency_sends import notification_fields_validate
 from notify.agency_services import api_key_authenticate, api_key_revoke, api_key_rotate
 from notify.models import Agency, AgencyApiKey, Notification
 from tests.conftest import JsonClient
@@ -71,6 +73,18 @@ def test_payment_notice_carries_amount_and_due_date(agency_client: JsonClient, c
     {"link": "http://e-mongolia.mn/requests/42"},
     {"link": "javascript:alert(1)"},
     {"reference": "R" * 101},
+    # Control characters (PostgreSQL refuses NUL; no reader wants the others), and text
+    # with nothing visible in it.
+    {"title": "Лавлагаа\x00"},
+    {"title": "Лавлагаа\nбэлэн"},
+    {"title": "\x1fЛавлагаа"},  # a control character that stripping would remove
+    {"title": "\u200b"},
+    {"body": "Бэлэн\x00 боллоо"},
+    {"body": "Бэлэн\x1b[31m боллоо"},
+    {"body": "\x85"},
+    {"link": "https://e-mongolia.mn/\x00"},
+    {"reference": "REQ\x00-42"},
+    {"reference": "REQ\r\n42"},
     {"category": "payment"},  # no amount or due date
     {"category": "payment", "amount_mnt": 1000},
     {"category": "payment", "amount_mnt": 0, "due_date": "2026-12-31"},
@@ -87,6 +101,29 @@ def test_a_bad_field_is_422_and_nothing_is_stored(agency_client: JsonClient, cit
     assert body["code"] == "invalid_input"
     assert body["message"] and body["extra"]["errors"]
     assert not Notification.objects.exists()
+
+
+@pytest.mark.parametrize("fields", [
+    {"title": "Засвар\x00"}, {"body": "\x00"}, {"link": "https://a.mn/\x7f"},
+    {"reference": "\x1c"}])
+def test_every_caller_of_the_service_gets_the_same_text_rules(fields: dict[str, str]) -> None:
+    # The admin and other callers reach the service without the API's schema.
+    text = {"title": "Засвар", "body": "Маргааш засвар хийнэ.", "link": "", "reference": "",
+            **fields}
+    with pytest.raises(InvalidInput) as refused:
+        notification_fields_validate(category="system", title=text["title"],
+                                     body=text["body"], link=text["link"],
+                                     reference=text["reference"])
+    assert refused.value.extra["field"] == next(iter(fields))
+
+
+def test_newline_and_tab_stay_in_the_body(agency_client: JsonClient, citizen: User,
+                                          session_token: str) -> None:
+    response = send(agency_client, citizen.register_number,
+                    body="  Таны лавлагаа бэлэн боллоо.\n\tХүлээн авах: 3-р давхар  ")
+    assert response.status_code == 202, response.json()
+    [item] = inbox_of(session_token)["items"]
+    assert item["body"] == "Таны лавлагаа бэлэн боллоо.\n\tХүлээн авах: 3-р давхар"
 
 
 def test_a_body_that_is_not_json_is_invalid_input(agency_client: JsonClient) -> None:

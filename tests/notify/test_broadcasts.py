@@ -158,6 +158,8 @@ def test_broadcast_to_a_list_skips_unknown_citizens(
     ({"title": "т" * 201}, 422, "invalid_input"),
     ({"body": "б" * 4001}, 422, "invalid_input"),
     ({"link": "http://e-mongolia.mn"}, 422, "invalid_input"),
+    ({"title": "Засвар\x00"}, 422, "invalid_input"),
+    ({"body": "Засвар\x07 хийнэ"}, 422, "invalid_input"),
     ({"starts_at": "2030-01-01T10:00:00"}, 422, "invalid_input"),  # no offset
     ({"maintenance_at": "2031-01-01T10:00:00+08:00"}, 400, "invalid_input"),  # not system
     ({"category": "system"}, 400, "invalid_input"),  # no maintenance_at
