@@ -8,7 +8,7 @@ from ninja import Router, Schema, Status
 from pydantic import Field, StrictBool, field_validator
 from pydantic.json_schema import JsonDict
 
-from chatserver.core.api_schemas import IdIn
+from chatserver.core.api_schemas import IdIn, PlainStr
 from identity.ws_auth import request_session
 from notify import preferences
 
@@ -67,9 +67,9 @@ class PreferencesIn(Schema):
 
 
 class DeviceIn(Schema):
-    token: str = Field(min_length=10, max_length=4096)
+    token: PlainStr = Field(min_length=10, max_length=4096)
     platform: str = Field(json_schema_extra={"enum": ["android", "ios", "web"]})
-    name: str = Field("", max_length=120)
+    name: PlainStr = Field("", max_length=120)
 
 
 class DeviceOut(Schema):

@@ -56,3 +56,22 @@ def pattern_matches(pattern: str, value: str) -> bool:
     search, `$` before a final newline included), so that the server refuses exactly what
     its document calls invalid."""
     return re.search(pattern, value) is not None
+
+
+def refused_unless(pattern: str, rule: str) -> BeforeValidator:
+    """Metadata for an Annotated str: a value that, as sent (before any stripping), does not
+    match the documented `pattern` is refused with `rule`."""
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not pattern_matches(pattern, value):
+            raise ValueError(rule)
+        return value
+    return BeforeValidator(check)
+
+
+# A string a program makes (an id, a device token): no control characters, which PostgreSQL
+# (NUL) or a log line would mangle.
+PlainStr = Annotated[str, Field(json_schema_extra={"pattern": NO_CONTROLS}),
+                     refused_unless(NO_CONTROLS, "no control characters")]
+# What a person writes to explain a report: visible text, newline and tab allowed.
+ReportReason = Annotated[str, refused_unless(
+    VISIBLE_TEXT, "visible text, without control characters but newline and tab")]

@@ -7,8 +7,10 @@
 While one batch is in the database the next one gathers: under light load a batch is one
 request and waits for nothing; under heavy load one commit and one thread hop serve hundreds.
 `run` returns one outcome per request, in order: a result, or the exception to raise to
-that caller alone. If `run` itself fails, nothing of the batch was stored and every caller
-gets the error. Used for chat sends, agency notifications and socket authentication.
+that caller alone. If `run` itself fails, nothing of the batch was stored: when the database
+refused the data (DataError: one request's value the edge let through), each request is run
+again alone, so that only its sender gets the error; otherwise every caller gets it. Used for
+chat sends, agency notifications and socket authentication.
 """
 
 import asyncio
@@ -17,7 +19,9 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from channels.db import database_sync_to_async
+from django.db import DataError
 
+from chatserver.core.errors import InvalidInput
 from chatserver.core.loop_local import LoopLocal
 
 log = logging.getLogger(__name__)
@@ -54,19 +58,37 @@ class Batcher(Generic[Request, Result]):
             while self.waiting:
                 batch = self.waiting[:self.max_batch]
                 del self.waiting[:self.max_batch]
-                try:
-                    outcomes = await self.run([request for request, _ in batch])
-                except Exception as exc:  # the database failed the batch: nothing was stored
-                    log.exception("a batch of %s %s failed", len(batch), self.what)
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    if not future.done():
-                        future.set_result(outcome)
+                await self._run(batch)
         finally:
             self.task = None
+
+    async def _run(self, batch: list[tuple[Request, asyncio.Future[Result | Exception]]]
+                   ) -> None:
+        try:
+            outcomes = await self.run([request for request, _ in batch])
+        except DataError:
+            if len(batch) == 1:
+                log.exception("a request of %s was refused by the database", self.what)
+                return self._fail(batch, InvalidInput("The database refused a value."))
+            log.warning("a batch of %s %s was refused by the database: each runs alone",
+                        len(batch), self.what)
+            for one in batch:
+                await self._run([one])
+            return None
+        except Exception as exc:  # the database failed the batch: nothing was stored
+            log.exception("a batch of %s %s failed", len(batch), self.what)
+            return self._fail(batch, exc)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if not future.done():
+                future.set_result(outcome)
+        return None
+
+    @staticmethod
+    def _fail(batch: list[tuple[Request, asyncio.Future[Result | Exception]]],
+              exc: Exception) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(exc)
 
 
 def batcher(run: Callable[[list[Request]], Sequence[Result | Exception]], *, what: str

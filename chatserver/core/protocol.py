@@ -49,7 +49,9 @@ class NotifyRead(Frame):
 # this bound only keeps absurd frames out before that.
 ChatText = Annotated[str, Field(max_length=16_384)]
 RoomId = Annotated[int, Field(ge=1)]
-ClientMsgId = Annotated[str, Field(min_length=1, max_length=64)]
+# No control characters: the id is stored (PostgreSQL refuses NUL in text).
+ClientMsgId = Annotated[str, Field(min_length=1, max_length=64,
+                                   pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
 
 
 class ChatSend(Frame):

@@ -15,20 +15,18 @@ from pydantic import (
     AwareDatetime,
     ConfigDict,
     Field,
-    ValidationInfo,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 
 from chatserver.core.api_schemas import (
     HTTPS_LINK,
-    NO_CONTROLS,
     ONE_LINE,
     REGISTER_NUMBER,
     VISIBLE_TEXT,
     ErrorOut,
-    pattern_matches,
+    PlainStr,
+    refused_unless,
 )
 from chatserver.core.batching import batcher
 from chatserver.core.errors import InvalidInput
@@ -100,39 +98,25 @@ AgencyCategory = Literal["service_request", "petition", "complaint", "payment", 
                          "security"]
 
 
-# The documented pattern of each text field, checked on the value as sent (before
-# stripping, which would also remove some control characters): PostgreSQL refuses NUL, and
-# no reader wants the others.
-_TEXT_RULES = {
-    "title": (ONE_LINE, "the title is one line of visible text, without control characters"),
-    "body": (VISIBLE_TEXT, "the body is visible text, without control characters but "
-                           "newline and tab"),
-    "link": (HTTPS_LINK, "the link must be an https:// address, without control characters"),
-    "reference": (NO_CONTROLS, "the reference may not contain control characters"),
-}
-
-
 class _In(Schema):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    # Leading and trailing spaces are stripped.
-    title: str = Field(min_length=1, max_length=agency_sends.TITLE_MAX,
-                       json_schema_extra={"pattern": ONE_LINE})
-    body: str = Field(min_length=1, max_length=agency_sends.BODY_MAX,
-                      json_schema_extra={"pattern": VISIBLE_TEXT})
-    link: str = Field("", max_length=agency_sends.LINK_MAX, description="https:// only",
-                      json_schema_extra={"pattern": HTTPS_LINK})
-    reference: str = Field("", max_length=agency_sends.REFERENCE_MAX,
-                           description="The agency's own request number.",
-                           json_schema_extra={"pattern": NO_CONTROLS})
-
-    @field_validator("title", "body", "link", "reference", mode="before")
-    @classmethod
-    def text_rules(cls, value: Any, info: ValidationInfo) -> Any:
-        pattern, rule = _TEXT_RULES[info.field_name or ""]
-        if isinstance(value, str) and not pattern_matches(pattern, value):
-            raise ValueError(rule)
-        return value
+    # Each pattern is checked on the value as sent, before leading and trailing spaces are
+    # stripped (stripping would also remove some control characters).
+    title: Annotated[str, refused_unless(
+        ONE_LINE, "the title is one line of visible text, without control characters")] = Field(
+        min_length=1, max_length=agency_sends.TITLE_MAX, json_schema_extra={"pattern": ONE_LINE})
+    body: Annotated[str, refused_unless(
+        VISIBLE_TEXT, "the body is visible text, without control characters but newline "
+                      "and tab")] = Field(
+        min_length=1, max_length=agency_sends.BODY_MAX,
+        json_schema_extra={"pattern": VISIBLE_TEXT})
+    link: Annotated[str, refused_unless(
+        HTTPS_LINK, "the link must be an https:// address, without control characters")] = Field(
+        "", max_length=agency_sends.LINK_MAX, description="https:// only",
+        json_schema_extra={"pattern": HTTPS_LINK})
+    reference: PlainStr = Field("", max_length=agency_sends.REFERENCE_MAX,
+                                description="The agency's own request number.")
 
 
 class NotificationIn(_In):

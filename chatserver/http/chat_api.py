@@ -15,7 +15,15 @@ from chatserver.chat import invites as chat_invites
 from chatserver.chat import rooms as chat_rooms
 from chatserver.chat.models import Block, Membership, PendingInvite, Room
 from chatserver.core import protocol
-from chatserver.core.api_schemas import ONE_LINE, PHONE, VISIBLE_TEXT, ErrorOut, IdIn
+from chatserver.core.api_schemas import (
+    ONE_LINE,
+    PHONE,
+    VISIBLE_TEXT,
+    ErrorOut,
+    IdIn,
+    PlainStr,
+    ReportReason,
+)
 from identity.models import User
 from identity.ws_auth import request_session
 
@@ -168,7 +176,7 @@ MESSAGE_TEXT: JsonDict = {"minLength": 1, "maxLength": 4096, "pattern": VISIBLE_
 
 
 class MessageIn(Schema):
-    client_msg_id: str = Field(min_length=1, max_length=64)
+    client_msg_id: PlainStr = Field(min_length=1, max_length=64)
     text: str = Field(max_length=16_384, json_schema_extra=MESSAGE_TEXT)
     confirm_pii: bool = False
 
@@ -227,8 +235,8 @@ class ReportIn(Schema):
 
     message_id: IdIn | None = None
     user_id: IdIn | None = None
-    reason: str = Field(min_length=1, max_length=moderation.REPORT_REASON_MAX,
-                        json_schema_extra={"pattern": r"\S"})  # not blank
+    reason: ReportReason = Field(min_length=1, max_length=moderation.REPORT_REASON_MAX,
+                                 json_schema_extra={"pattern": VISIBLE_TEXT})
 
     @model_validator(mode="after")
     def one_of(self) -> "ReportIn":

@@ -12,9 +12,9 @@ from django.test import Client
 from django.utils import timezone
 
 from chatserver.core import protocol
+from chatserver.core.errors import InvalidInput
 from identity.accounts import account_close
 from identity.models import AccessLogEntry, User
-from chatserver.core.errors import InvalidInput
 from notify.agency_sends import notification_fields_validate
 from notify.agency_services import api_key_authenticate, api_key_revoke, api_key_rotate
 from notify.models import Agency, AgencyApiKey, Notification
