@@ -43,7 +43,7 @@ from chatserver.chat.streams import (
 from chatserver.chat.text import pii_kinds, text_clean
 from chatserver.core.errors import AppError
 from chatserver.core.realtime import publish_room_on_commit, publish_rooms_on_commit
-from chatserver.core.sql import bulk_insert
+from chatserver.core.sql import bulk_insert, fetch_rows_by_keys
 from chatserver.core.throttle import throttle_check, throttle_check_many
 from identity.models import User
 
@@ -232,24 +232,23 @@ def _rooms_lock(room_ids: list[int]) -> None:
 
 def _senders_allowed(pairs: set[tuple[int, int]]) -> set[tuple[int, int]]:
     """The (room, sender) pairs that may send, by seq_allocate's rule for messages (active
-    member, verified phone, in a direct room no block either way), in one query. Caller
+    member, verified phone, in a direct room no block either way), in one query per 200
+    pairs. Caller
     holds the rooms' locks."""
     if not pairs:
         return set()
-    listed = ", ".join(["(%s, %s)"] * len(pairs))
     sql = (
         f"SELECT m.room_id, m.user_id FROM {MEMBERSHIP_TABLE} m"
         f" JOIN {ROOM_TABLE} r ON r.id = m.room_id"
-        f" WHERE (m.room_id, m.user_id) IN ({listed}) AND m.left_at IS NULL"
+        " WHERE ({keys}) AND m.left_at IS NULL"
         f" AND EXISTS (SELECT 1 FROM {PHONE_TABLE} p WHERE p.user_id = m.user_id"
         " AND p.released_at IS NULL)"
         f" AND (r.kind = 'group' OR NOT EXISTS (SELECT 1 FROM {BLOCK_TABLE} b"
         f" JOIN {MEMBERSHIP_TABLE} o ON o.room_id = m.room_id"
         " AND ((b.blocker_id = o.user_id AND b.blocked_id = m.user_id)"
         " OR (b.blocked_id = o.user_id AND b.blocker_id = m.user_id))))")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [value for pair in sorted(pairs) for value in pair])
-        return {(int(room_id), int(user_id)) for room_id, user_id in cursor.fetchall()}
+    rows = fetch_rows_by_keys(sql, "m.room_id = %s AND m.user_id = %s", sorted(pairs))
+    return {(int(room_id), int(user_id)) for room_id, user_id in rows}
 
 
 def _room_heads_bump(counts: dict[int, int]) -> dict[int, int]:
@@ -269,14 +268,20 @@ def _room_heads_bump(counts: dict[int, int]) -> dict[int, int]:
 
 def _messages_by_client_ids(requests: list[SendRequest]
                             ) -> dict[tuple[int, int | None, str], RoomEvent]:
-    if not requests:
+    """The stored messages that these requests resend. One probe of the unique index per
+    key (an IN per column would make the database try every combination); the events
+    themselves are read only when there are any, which is rare (a resend after a lost ack)."""
+    keys = list({request.key for request in requests})
+    if not keys:
         return {}
-    keys = {request.key for request in requests}
-    rows = RoomEvent.objects.filter(
-        room_id__in={key[0] for key in keys}, sender_id__in={key[1] for key in keys},
-        client_msg_id__in={key[2] for key in keys})
-    return {key: row for row in rows
-            if (key := (row.room_id, row.sender_id, row.client_msg_id or "")) in keys}
+    found = fetch_rows_by_keys(
+        f"SELECT id FROM {RoomEvent._meta.db_table} WHERE {{keys}}",
+        "room_id = %s AND sender_id = %s AND client_msg_id = %s", keys)
+    if not found:
+        return {}
+    wanted = set(keys)
+    return {key: row for row in RoomEvent.objects.filter(pk__in=[id_ for id_, in found])
+            if (key := (row.room_id, row.sender_id, row.client_msg_id or "")) in wanted}
 
 
 def _publish_messages_on_commit(events: list[RoomEvent]) -> None:

@@ -31,6 +31,23 @@ def fetch_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall()
 
 
+KEYS_PER_STATEMENT = 200  # SQLite bounds an expression's depth (1,000): one OR per key
+
+
+def fetch_rows_by_keys(sql: str, term: str, keys: Sequence[Sequence[Any]]
+                       ) -> list[tuple[Any, ...]]:
+    """The rows of `sql` whose `{keys}` becomes `(term) OR (term) ...`, one term per key
+    (its placeholders take the key's values), in statements of at most KEYS_PER_STATEMENT
+    keys. An OR of keys, not a row-value IN: SQLite probes a composite index once per term
+    for the former, and scans the whole table for the latter."""
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(keys), KEYS_PER_STATEMENT):
+        chunk = keys[start:start + KEYS_PER_STATEMENT]
+        rows += fetch_rows(sql.replace("{keys}", " OR ".join([f"({term})"] * len(chunk))),
+                           [value for key in chunk for value in key])
+    return rows
+
+
 def bulk_insert(objs: Sequence[Model]) -> None:
     """INSERT new rows of one model and set their ids, as QuerySet.bulk_create does, but
     without assembling the statement field by field through the ORM's compiler (profiled:

@@ -13,6 +13,7 @@ from chatserver.chat.errors import NotMember, PiiWarning
 from chatserver.chat.messages import SendOutcome, SendRequest, messages_send_batch
 from chatserver.chat.models import RoomEvent
 from chatserver.core import protocol
+from chatserver.core.sql import KEYS_PER_STATEMENT
 from tests.chatserver.chat_helpers import (
     agroup,
     chat_user,
@@ -135,3 +136,22 @@ def test_concurrent_batches_over_the_same_rooms_store_everything_gap_free(
     assert all(isinstance(outcome, RoomEvent) for outcomes in results for outcome in outcomes)
     for room, head in zip(rooms, heads, strict=True):
         assert seqs(room) == list(range(1, head + 4 * 5 + 1))
+
+
+def test_a_batch_of_more_keys_than_one_statement_takes_is_answered_whole(chat_user) -> None:
+    # The reads per key go in statements of KEYS_PER_STATEMENT keys (SQLite bounds an
+    # expression's depth): a batch with more senders and ids than that is still read whole.
+    pairs = [(chat_user(), chat_user()) for _ in range(KEYS_PER_STATEMENT // 2 + 5)]
+    rooms = [direct_room(a, b) for a, b in pairs]
+    last_a, last_b = pairs[-1]
+    earlier = send(last_b, rooms[-1], "өмнөх", client_msg_id="same")
+
+    outcomes = messages_send_batch([
+        SendRequest(sender=user, room_id=room.pk, client_msg_id="same", text="сайн уу")
+        for (a, b), room in zip(pairs, rooms, strict=True) for user in (a, b)])
+
+    *new, resend = outcomes
+    assert isinstance(resend, RoomEvent) and resend.pk == earlier.pk  # found past the first
+    assert all(isinstance(event, RoomEvent) for event in new)  # every sender allowed
+    assert len(new) > KEYS_PER_STATEMENT
+    assert RoomEvent.objects.filter(client_msg_id="same").count() == len(new) + 1  # no repeat
