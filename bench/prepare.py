@@ -42,7 +42,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)
 
-    from django.db import connection, transaction
+    from django.db import transaction
     from django.utils import timezone
 
     from chatserver.chat.invites import invitation_accept
@@ -77,10 +77,6 @@ def main() -> None:
         small_room_of.extend([room_id] * len(members))
     big_room_id = group("bench all", users[0], [phone(n) for n in range(1, args.users)])
     _, agency_key = agency_create(name="Bench agency")
-    # Statistics, as a database in service has them: without them PostgreSQL planned the
-    # chat batch's membership check for two phone numbers and took 1.8 ms instead of 0.6.
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
     args.out.write_text(json.dumps({
         "tokens": tokens, "registers": registers, "small_room_of": small_room_of,
         "big_room": big_room_id, "agency_key": agency_key,
