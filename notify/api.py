@@ -10,7 +10,7 @@ from django.utils import timezone
 from ninja import Query, Router, Schema
 from pydantic import ConfigDict, Field, StrictBool, model_validator
 
-from chatserver.core.api_schemas import VISIBLE_TEXT, ErrorOut, IdIn, ReportReason
+from chatserver.core.api_schemas import ErrorOut, IdIn, VisibleText
 from identity.ws_auth import request_session
 from notify import selectors
 from notify.inbox import (
@@ -113,8 +113,7 @@ class InboxReadOut(Schema):
 
 
 class InboxReportIn(Schema):
-    reason: ReportReason = Field(min_length=1, max_length=REPORT_REASON_MAX,
-                                 json_schema_extra={"pattern": VISIBLE_TEXT})
+    reason: VisibleText = Field(min_length=1, max_length=REPORT_REASON_MAX)
 
 
 class InboxReportOut(Schema):

@@ -232,9 +232,8 @@ def _rooms_lock(room_ids: list[int]) -> None:
 
 def _senders_allowed(pairs: set[tuple[int, int]]) -> set[tuple[int, int]]:
     """The (room, sender) pairs that may send, by seq_allocate's rule for messages (active
-    member, verified phone, in a direct room no block either way), in one query per 200
-    pairs. Caller
-    holds the rooms' locks."""
+    member, verified phone, in a direct room no block either way), in one query per
+    KEYS_PER_STATEMENT pairs. Caller holds the rooms' locks."""
     if not pairs:
         return set()
     sql = (
@@ -271,17 +270,16 @@ def _messages_by_client_ids(requests: list[SendRequest]
     """The stored messages that these requests resend. One probe of the unique index per
     key (an IN per column would make the database try every combination); the events
     themselves are read only when there are any, which is rare (a resend after a lost ack)."""
-    keys = list({request.key for request in requests})
+    keys = {request.key for request in requests}
     if not keys:
         return {}
     found = fetch_rows_by_keys(
         f"SELECT id FROM {RoomEvent._meta.db_table} WHERE {{keys}}",
-        "room_id = %s AND sender_id = %s AND client_msg_id = %s", keys)
+        "room_id = %s AND sender_id = %s AND client_msg_id = %s", list(keys))
     if not found:
         return {}
-    wanted = set(keys)
     return {key: row for row in RoomEvent.objects.filter(pk__in=[id_ for id_, in found])
-            if (key := (row.room_id, row.sender_id, row.client_msg_id or "")) in wanted}
+            if (key := (row.room_id, row.sender_id, row.client_msg_id or "")) in keys}
 
 
 def _publish_messages_on_commit(events: list[RoomEvent]) -> None:

@@ -58,9 +58,9 @@ def pattern_matches(pattern: str, value: str) -> bool:
     return re.search(pattern, value) is not None
 
 
-def refused_unless(pattern: str, rule: str) -> BeforeValidator:
-    """Metadata for an Annotated str: a value that, as sent (before any stripping), does not
-    match the documented `pattern` is refused with `rule`."""
+def _refused_unless(pattern: str, rule: str) -> BeforeValidator:
+    """A value that, as sent (before any stripping), does not match the documented `pattern`
+    is refused with `rule`."""
     def check(value: Any) -> Any:
         if isinstance(value, str) and not pattern_matches(pattern, value):
             raise ValueError(rule)
@@ -68,10 +68,15 @@ def refused_unless(pattern: str, rule: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+# Strings whose documented pattern is the rule the server checks (each pattern stated once:
+# in the document and in the check). A field adds its own lengths with Field(...).
+OneLineText = Annotated[str, Field(json_schema_extra={"pattern": ONE_LINE}), _refused_unless(
+    ONE_LINE, "one line of visible text, without control characters")]
+VisibleText = Annotated[str, Field(json_schema_extra={"pattern": VISIBLE_TEXT}), _refused_unless(
+    VISIBLE_TEXT, "visible text, without control characters but newline and tab")]
+HttpsLink = Annotated[str, Field(json_schema_extra={"pattern": HTTPS_LINK}), _refused_unless(
+    HTTPS_LINK, "an https:// address, without control characters")]
 # A string a program makes (an id, a device token): no control characters, which PostgreSQL
 # (NUL) or a log line would mangle.
 PlainStr = Annotated[str, Field(json_schema_extra={"pattern": NO_CONTROLS}),
-                     refused_unless(NO_CONTROLS, "no control characters")]
-# What a person writes to explain a report: visible text, newline and tab allowed.
-ReportReason = Annotated[str, refused_unless(
-    VISIBLE_TEXT, "visible text, without control characters but newline and tab")]
+                     _refused_unless(NO_CONTROLS, "no control characters")]

@@ -1,6 +1,7 @@
 """The wire contract of /ws/v1 and /ws/v1/login: one typed model per frame type.
 
-Leaf module. docs/protocol.md is generated from these models (`manage.py protocol_docs`)
+Imports nothing of ours but the shared string patterns (chatserver.core.api_schemas).
+docs/protocol.md is generated from these models (`manage.py protocol_docs`)
 and a test fails when the two disagree.
 """
 
@@ -8,6 +9,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from chatserver.core.api_schemas import NO_CONTROLS
 
 RequestId = Annotated[str, Field(min_length=1, max_length=64)]
 Seq = Annotated[int, Field(ge=0)]
@@ -50,8 +53,7 @@ class NotifyRead(Frame):
 ChatText = Annotated[str, Field(max_length=16_384)]
 RoomId = Annotated[int, Field(ge=1)]
 # No control characters: the id is stored (PostgreSQL refuses NUL in text).
-ClientMsgId = Annotated[str, Field(min_length=1, max_length=64,
-                                   pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+ClientMsgId = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_CONTROLS)]
 
 
 class ChatSend(Frame):

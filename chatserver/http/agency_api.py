@@ -20,13 +20,12 @@ from pydantic import (
 )
 
 from chatserver.core.api_schemas import (
-    HTTPS_LINK,
-    ONE_LINE,
     REGISTER_NUMBER,
-    VISIBLE_TEXT,
     ErrorOut,
+    HttpsLink,
+    OneLineText,
     PlainStr,
-    refused_unless,
+    VisibleText,
 )
 from chatserver.core.batching import batcher
 from chatserver.core.errors import InvalidInput
@@ -103,18 +102,9 @@ class _In(Schema):
 
     # Each pattern is checked on the value as sent, before leading and trailing spaces are
     # stripped (stripping would also remove some control characters).
-    title: Annotated[str, refused_unless(
-        ONE_LINE, "the title is one line of visible text, without control characters")] = Field(
-        min_length=1, max_length=agency_sends.TITLE_MAX, json_schema_extra={"pattern": ONE_LINE})
-    body: Annotated[str, refused_unless(
-        VISIBLE_TEXT, "the body is visible text, without control characters but newline "
-                      "and tab")] = Field(
-        min_length=1, max_length=agency_sends.BODY_MAX,
-        json_schema_extra={"pattern": VISIBLE_TEXT})
-    link: Annotated[str, refused_unless(
-        HTTPS_LINK, "the link must be an https:// address, without control characters")] = Field(
-        "", max_length=agency_sends.LINK_MAX, description="https:// only",
-        json_schema_extra={"pattern": HTTPS_LINK})
+    title: OneLineText = Field(min_length=1, max_length=agency_sends.TITLE_MAX)
+    body: VisibleText = Field(min_length=1, max_length=agency_sends.BODY_MAX)
+    link: HttpsLink = Field("", max_length=agency_sends.LINK_MAX, description="https:// only")
     reference: PlainStr = Field("", max_length=agency_sends.REFERENCE_MAX,
                                 description="The agency's own request number.")
 

@@ -22,7 +22,7 @@ from chatserver.core.api_schemas import (
     ErrorOut,
     IdIn,
     PlainStr,
-    ReportReason,
+    VisibleText,
 )
 from identity.models import User
 from identity.ws_auth import request_session
@@ -235,8 +235,7 @@ class ReportIn(Schema):
 
     message_id: IdIn | None = None
     user_id: IdIn | None = None
-    reason: ReportReason = Field(min_length=1, max_length=moderation.REPORT_REASON_MAX,
-                                 json_schema_extra={"pattern": VISIBLE_TEXT})
+    reason: VisibleText = Field(min_length=1, max_length=moderation.REPORT_REASON_MAX)
 
     @model_validator(mode="after")
     def one_of(self) -> "ReportIn":
