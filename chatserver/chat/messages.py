@@ -232,8 +232,8 @@ def _rooms_lock(room_ids: list[int]) -> None:
 
 def _senders_allowed(pairs: set[tuple[int, int]]) -> set[tuple[int, int]]:
     """The (room, sender) pairs that may send, by seq_allocate's rule for messages (active
-    member, verified phone, in a direct room no block either way), in one query per
-    KEYS_PER_STATEMENT pairs. Caller holds the rooms' locks."""
+    member, verified phone, in a direct room no block either way), in one query (see
+    fetch_rows_by_keys). Caller holds the rooms' locks."""
     if not pairs:
         return set()
     sql = (
@@ -246,7 +246,8 @@ def _senders_allowed(pairs: set[tuple[int, int]]) -> set[tuple[int, int]]:
         f" JOIN {MEMBERSHIP_TABLE} o ON o.room_id = m.room_id"
         " AND ((b.blocker_id = o.user_id AND b.blocked_id = m.user_id)"
         " OR (b.blocked_id = o.user_id AND b.blocker_id = m.user_id))))")
-    rows = fetch_rows_by_keys(sql, "m.room_id = %s AND m.user_id = %s", sorted(pairs))
+    rows = fetch_rows_by_keys(sql, [("m.room_id", "bigint"), ("m.user_id", "bigint")],
+                              sorted(pairs))
     return {(int(room_id), int(user_id)) for room_id, user_id in rows}
 
 
@@ -275,7 +276,8 @@ def _messages_by_client_ids(requests: list[SendRequest]
         return {}
     found = fetch_rows_by_keys(
         f"SELECT id FROM {RoomEvent._meta.db_table} WHERE {{keys}}",
-        "room_id = %s AND sender_id = %s AND client_msg_id = %s", list(keys))
+        [("room_id", "bigint"), ("sender_id", "bigint"), ("client_msg_id", "varchar")],
+        list(keys))
     if not found:
         return {}
     return {key: row for row in RoomEvent.objects.filter(pk__in=[id_ for id_, in found])

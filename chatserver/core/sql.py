@@ -4,14 +4,13 @@ query, a dozen per batch, against 0.1 ms for the same statement written out. Por
 between SQLite and PostgreSQL; values come back as the driver gives them (no field
 conversion: read ids, text and flags this way, and dates through Model.objects.raw)."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import (
     BooleanField,
     CharField,
-    Field,
     ForeignKey,
     IntegerField,
     Model,
@@ -34,16 +33,29 @@ def fetch_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
 KEYS_PER_STATEMENT = 200  # SQLite bounds an expression's depth (1,000): one OR per key
 
 
-def fetch_rows_by_keys(sql: str, term: str, keys: Sequence[Sequence[Any]]
-                       ) -> list[tuple[Any, ...]]:
-    """The rows of `sql` whose `{keys}` becomes `(term) OR (term) ...`, one term per key
-    (its placeholders take the key's values), in statements of at most KEYS_PER_STATEMENT
-    keys. An OR of keys, not a row-value IN: SQLite probes a composite index once per term
-    for the former, and scans the whole table for the latter."""
+def fetch_rows_by_keys(sql: str, columns: Sequence[tuple[str, str]],
+                       keys: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """The rows of `sql` whose `{keys}` becomes the condition "`columns` equal one of the
+    keys". `columns` are (expression, PostgreSQL type) pairs; a key holds one value per column.
+
+    On PostgreSQL, `(columns) IN (SELECT * FROM unnest(one array per column))`: one short
+    statement whatever the count. A statement with a placeholder per value costs the driver
+    time per placeholder to merge (profiled: most of the chat writer's CPU in large batches)
+    and the server a new plan for every count. On SQLite, `(col = ? AND ...) OR ...` in
+    statements of at most KEYS_PER_STATEMENT keys: SQLite probes a composite index once per
+    term for that, and scans the whole table for a row-value IN."""
+    if not keys:
+        return []
+    if connection.vendor == "postgresql":
+        names = ", ".join(name for name, _ in columns)
+        arrays = ", ".join(f"%s::{db_type}[]" for _, db_type in columns)
+        return fetch_rows(sql.replace("{keys}", f"({names}) IN (SELECT * FROM unnest({arrays}))"),
+                          [list(values) for values in zip(*keys, strict=True)])
+    term = "(" + " AND ".join(f"{name} = %s" for name, _ in columns) + ")"
     rows: list[tuple[Any, ...]] = []
     for start in range(0, len(keys), KEYS_PER_STATEMENT):
         chunk = keys[start:start + KEYS_PER_STATEMENT]
-        rows += fetch_rows(sql.replace("{keys}", " OR ".join([f"({term})"] * len(chunk))),
+        rows += fetch_rows(sql.replace("{keys}", " OR ".join([term] * len(chunk))),
                            [value for key in chunk for value in key])
     return rows
 
@@ -53,41 +65,50 @@ def bulk_insert(objs: Sequence[Model]) -> None:
     without assembling the statement field by field through the ORM's compiler (profiled:
     three quarters of bulk_create's CPU for a batch of chat messages). Defaults and
     auto_now(_add) are applied as a save would; values are adapted for the database by the
-    field's own rules."""
+    field's own rules. On PostgreSQL the rows go as one array per column through unnest (as
+    Django's own bulk_create does there): a statement with a placeholder per value cost the
+    driver more CPU to merge than the rest of the chat writer's batch together."""
     if not objs:
         return
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of `connection` looks it up again
     model = type(objs[0])
-    if not connection.features.can_return_rows_from_bulk_insert:  # SQLite before 3.35
+    if not db.features.can_return_rows_from_bulk_insert:  # SQLite before 3.35
         model._default_manager.bulk_create(objs)
         return
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
-    adapt = [_adapter(f) for f in fields]
-    stamped = [f for f in fields if getattr(f, "auto_now", False)
-               or getattr(f, "auto_now_add", False)]
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    size = max(1, (connection.features.max_query_params or 100_000) // len(fields))
-    for start in range(0, len(objs), size):
-        chunk = objs[start:start + size]
-        params: list[Any] = []
-        for obj in chunk:
-            for field in stamped:
+    for field in fields:
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            for obj in objs:
                 field.pre_save(obj, add=True)  # sets the attribute, as save() would
-            params.extend(a(getattr(obj, f.attname)) for f, a in zip(fields, adapt, strict=True))
-        ids = fetch_rows(
-            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns})"
-            f" VALUES {', '.join([row] * len(chunk))}"
-            f" RETURNING {connection.ops.quote_name(meta.pk.column)}", params)
-        for obj, (pk,) in zip(chunk, ids, strict=True):
-            obj.pk = pk
-            obj._state.adding = False
-            obj._state.db = connection.alias
+    columns = []  # one list of values per field, ready for the database
+    for field in fields:
+        values = [getattr(obj, field.attname) for obj in objs]
+        if not isinstance(field, _TAKEN_AS_THEY_ARE):
+            values = [field.get_db_prep_save(value, db) for value in values]
+        columns.append(values)
+    insert = (f"INSERT INTO {db.ops.quote_name(meta.db_table)}"
+              f" ({', '.join(db.ops.quote_name(f.column) for f in fields)})")
+    returning = f" RETURNING {db.ops.quote_name(meta.pk.column)}"
+    if db.vendor == "postgresql":
+        # The type without its size (varchar, not varchar(64)): nothing is cut to fit.
+        arrays = ", ".join(f"%s::{str(f.db_type(db)).split('(')[0]}[]" for f in fields)
+        ids = fetch_rows(f"{insert} SELECT * FROM unnest({arrays}){returning}", columns)
+    else:
+        rows = list(zip(*columns, strict=True))
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        size = max(1, (db.features.max_query_params or 100_000) // len(fields))
+        ids = []
+        for start in range(0, len(rows), size):
+            chunk = rows[start:start + size]
+            ids += fetch_rows(f"{insert} VALUES {', '.join([row] * len(chunk))}{returning}",
+                              [value for values in chunk for value in values])
+    for obj, (pk,) in zip(objs, ids, strict=True):  # RETURNING gives the rows in order
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = db.alias
 
 
-def _adapter(field: Field) -> Callable[[Any], Any]:  # type: ignore[type-arg]
-    """How a value of this field goes to the database: as it is for numbers, text, flags and
-    keys; through the field's rules for everything else (dates, JSON, ...)."""
-    if isinstance(field, (CharField, TextField, IntegerField, BooleanField, ForeignKey)):
-        return lambda value: value
-    return lambda value: field.get_db_prep_save(value, connection)
+# Values of these fields go to the database as they are; the others through the field's
+# rules (dates, JSON, ...).
+_TAKEN_AS_THEY_ARE = (CharField, TextField, IntegerField, BooleanField, ForeignKey)
