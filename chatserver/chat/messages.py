@@ -232,8 +232,8 @@ def _rooms_lock(room_ids: list[int]) -> None:
 
 def _senders_allowed(pairs: set[tuple[int, int]]) -> set[tuple[int, int]]:
     """The (room, sender) pairs that may send, by seq_allocate's rule for messages (active
-    member, verified phone, in a direct room no block either way), in one query (see
-    fetch_rows_by_keys). Caller holds the rooms' locks."""
+    member, verified phone, in a direct room no block either way), read at once by
+    fetch_rows_by_keys. Caller holds the rooms' locks."""
     if not pairs:
         return set()
     sql = (

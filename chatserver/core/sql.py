@@ -48,8 +48,8 @@ def fetch_rows_by_keys(sql: str, columns: Sequence[tuple[str, str]],
         return []
     if connection.vendor == "postgresql":
         names = ", ".join(name for name, _ in columns)
-        arrays = ", ".join(f"%s::{db_type}[]" for _, db_type in columns)
-        return fetch_rows(sql.replace("{keys}", f"({names}) IN (SELECT * FROM unnest({arrays}))"),
+        table = _unnest([db_type for _, db_type in columns])
+        return fetch_rows(sql.replace("{keys}", f"({names}) IN (SELECT * FROM {table})"),
                           [list(values) for values in zip(*keys, strict=True)])
     term = "(" + " AND ".join(f"{name} = %s" for name, _ in columns) + ")"
     rows: list[tuple[Any, ...]] = []
@@ -58,6 +58,11 @@ def fetch_rows_by_keys(sql: str, columns: Sequence[tuple[str, str]],
         rows += fetch_rows(sql.replace("{keys}", " OR ".join([term] * len(chunk))),
                            [value for key in chunk for value in key])
     return rows
+
+
+def _unnest(db_types: Sequence[str]) -> str:
+    """PostgreSQL's table of one array parameter per column, of these types."""
+    return f"unnest({', '.join(f'%s::{db_type}[]' for db_type in db_types)})"
 
 
 def bulk_insert(objs: Sequence[Model]) -> None:
@@ -92,8 +97,8 @@ def bulk_insert(objs: Sequence[Model]) -> None:
     returning = f" RETURNING {db.ops.quote_name(meta.pk.column)}"
     if db.vendor == "postgresql":
         # The type without its size (varchar, not varchar(64)): nothing is cut to fit.
-        arrays = ", ".join(f"%s::{str(f.db_type(db)).split('(')[0]}[]" for f in fields)
-        ids = fetch_rows(f"{insert} SELECT * FROM unnest({arrays}){returning}", columns)
+        table = _unnest([str(f.db_type(db)).split("(")[0] for f in fields])
+        ids = fetch_rows(f"{insert} SELECT * FROM {table}{returning}", columns)
     else:
         rows = list(zip(*columns, strict=True))
         row = "(" + ", ".join(["%s"] * len(fields)) + ")"
