@@ -16,7 +16,7 @@ Every layer message names its `group`, so that the hub, subscribed once to each 
 local socket follows, hands it to exactly those sockets: a process learns of an event once
 (one Redis message per process with the pub/sub layer), a socket costs no layer channel, no
 receive loop and no layer subscription of its own, and a frame is serialised once by its
-publisher and written as the same text to every socket. Message types (`frame.push`,
+publisher (and framed once per process by the sockets). Message types (`frame.push`,
 `room.push`, `room.join`, `session.revoke`) are not wire types.
 """
 

@@ -58,6 +58,7 @@ from chatserver.core.metrics import (
 )
 from chatserver.core.ratelimit import TokenBucket
 from chatserver.core.realtime import LocalHub, local_hub, room_group, session_group, user_group
+from chatserver.sockets.wire import OutFrame, frame_write, websocket_protocol
 from chatserver.sockets.ws_handlers import HANDLERS
 from identity.models import DeviceSession
 from identity.selectors import session_end_reasons
@@ -77,9 +78,13 @@ SOCKETS_TOO_SLOW = Counter("sonor_sockets_too_slow_total", "Sockets closed for f
 SOCKETS_FLOODING = Counter("sonor_sockets_flooding_total",
                            "Sockets closed with 4429 for sending too many refused frames")
 
+# Each frame type's counter, looked up once (labels() takes a lock and checks its arguments:
+# seen in the profile of every incoming frame).
+_FRAMES_IN_BY_TYPE = {kind: FRAMES_IN.labels(kind) for kind in HANDLERS}
+
 # A socket's writer while it runs in the caller's step (see _write_soon).
 _WRITING = object()
-# Control items in a socket's outbox, between frame texts (which are str).
+# Control items in a socket's outbox, between its frames (OutFrame).
 _REVOKED = "revoked"
 _TOO_SLOW = "too_slow"
 
@@ -110,7 +115,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     # Rooms this socket follows: a cache for cheap checks; the services stay authoritative.
     room_ids: set[int]
     typing_sent_at: dict[int, float]
-    outbox: collections.deque[str | tuple[str, str]]
+    outbox: collections.deque[OutFrame | tuple[str, str]]
+    websocket: Any = None  # the websockets protocol under uvicorn (see chatserver/sockets/wire.py)
     writer: "asyncio.Future[None] | object | None" = None
     too_slow: bool = False
     closing: bool = False
@@ -122,6 +128,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
+        self.websocket = websocket_protocol(send)
         try:
             while True:
                 await self.dispatch(await receive())
@@ -229,7 +236,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         except AppError as exc:
             await self._refuse(request_id, exc)
             return
-        FRAMES_IN.labels(frame.type).inc()
+        _FRAMES_IN_BY_TYPE[frame.type].inc()
         self._presence_refresh()
         # Frames published while the handler runs (its own effects among them) wait in the
         # outbox, so that the client reads the answer first.
@@ -261,7 +268,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def send_frame(self, frame: BaseModel) -> None:
         FRAMES_OUT.inc()
-        await self.base_send({"type": "websocket.send", "text": frame.model_dump_json()})
+        await frame_write(self.base_send, self.websocket, OutFrame(frame.model_dump_json()))
 
     async def _send_error(self, request_id: str | None, exc: AppError) -> None:
         await self.send_frame(_error_frame(request_id, exc))
@@ -283,17 +290,17 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     def hub_deliver(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "room.push":
-            self._queue(message["texts"])
+            self._queue(_frames(message))
             if self.session is not None and self.session.user_id in message.get("leave", ()):
                 self._room_left(message["room"])
         elif kind == "frame.push":
-            self._queue(message["texts"])
+            self._queue(_frames(message))
         elif kind == "session.revoke":
             self._queue([(_REVOKED, message["reason"])])
         elif kind == "room.join":
             if message["room"] not in self.room_ids:
                 # The frames that made this user a member come before the room's own.
-                self._queue(message["texts"])
+                self._queue(_frames(message))
                 asyncio.ensure_future(self._room_follow(message["room"]))
 
     def _room_left(self, room_id: int) -> None:
@@ -327,14 +334,14 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 self.writer = task
 
     async def _write_outbox(self) -> None:
-        send = self.base_send
+        send, websocket = self.base_send, self.websocket
         written = 0
         try:
             while self.outbox and not self.handling:
                 item = self.outbox.popleft()
-                if isinstance(item, str):
+                if isinstance(item, OutFrame):
                     written += 1
-                    await send({"type": "websocket.send", "text": item})
+                    await frame_write(send, websocket, item)
                 elif item[0] == _REVOKED:
                     await self._revoked(item[1])
                     return
@@ -493,6 +500,15 @@ class SessionWatcher:
 
 
 _watcher = LoopLocal(SessionWatcher).get
+
+
+def _frames(message: dict[str, Any]) -> list[OutFrame]:
+    """A layer message's frames, framed by the first local socket that gets it: the hub hands
+    the same message to every socket of the group."""
+    frames = message.get("frames")
+    if frames is None:
+        frames = message["frames"] = [OutFrame(text) for text in message["texts"]]
+    return frames
 
 
 def _error_frame(request_id: str | None, exc: AppError) -> protocol.ErrorFrame:
