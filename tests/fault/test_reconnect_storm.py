@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidMessage
 
 from chatserver.chat import messages as chat_messages
 from chatserver.core import protocol
@@ -46,7 +46,9 @@ class StormClient:
         self.attempts = 0
 
     async def connect(self, url: list[str], jitter: float) -> None:
-        """Connect and resume; on failure retry after a growing, jittered delay."""
+        """Connect and resume; on failure retry after a growing, jittered delay. A server
+        swamped by the storm may close a connection before its handshake's answer (daphne
+        drops a handshake not done in 5 s): a client tries again, as with a refusal."""
         await asyncio.sleep(random.uniform(0, jitter))
         backoff = 0.5
         while True:
@@ -55,7 +57,7 @@ class StormClient:
                 self.ws, _ = await open_socket(url[0], self.token,
                                                {self.room_id: self.last_seq})
                 return
-            except (OSError, ConnectionClosed, TimeoutError):
+            except (OSError, ConnectionClosed, InvalidMessage, TimeoutError):
                 await asyncio.sleep(random.uniform(backoff / 2, backoff))
                 backoff = min(backoff * 2, 4)
 
