@@ -23,6 +23,13 @@ P99_BOUND_MS = 100.0
 RAW_BIG_ROOM = 1_000_000  # the raw app's big room id (rooms of 10 are 1, 2, ...)
 
 
+# uvicorn and daphne ping every open socket every 20 s. An idle interval of that length
+# holds one ping of every socket on every server, however long its sockets took to open;
+# a shorter one held them only for a server that opened its sockets slowly (measured: a
+# ping's write was 65 % of such a server's "idle" CPU, and none fell in the raw app's).
+KEEPALIVE_SECONDS = 20
+
+
 @dataclass
 class Profile:
     users: int  # prepared citizens; the chat scenario opens one socket each
@@ -39,7 +46,7 @@ class Profile:
     saturation_seconds: float
     idle_sockets: int
     connect_batch: int
-    idle_seconds: float
+    idle_seconds: float  # full: one keepalive interval (KEEPALIVE_SECONDS)
     notify_users: int
     notify_rates: tuple[float, ...]  # agency POSTs/s per step; the first is a warm-up
     storm_sockets: int
@@ -51,7 +58,7 @@ class Profile:
 PROFILES = {
     "full": Profile(users=1000, trial_seconds=3, fixed_small=100, fixed_big=2, start_small=50,
                     start_big=2, max_steps=14, refine=2, factor=1.5, tries=3, saturation_seconds=8,
-                    idle_sockets=10_000, connect_batch=1000, idle_seconds=10,
+                    idle_sockets=10_000, connect_batch=1000, idle_seconds=KEEPALIVE_SECONDS,
                     notify_users=200,
                     notify_rates=(50, 100, 200, 400, 600, 800, 1000, 1200, 1600),
                     storm_sockets=5000,
@@ -361,40 +368,15 @@ def agency(ctx: Context, server: Server) -> dict[str, Any]:
         open_sockets(ctx, specs)
         steps = []
         for step_number, rate in enumerate(p.notify_rates):  # the first is a warm-up
-            trial = f"n{next(ctx.trials)}"
-            count = round(rate * p.trial_seconds)
-            workers = ctx.loadgen.size  # every worker posts its share, interleaved in time
-            start_at = time.time() + 0.3
-            ctx.loadgen.call("notify", [{
-                "trial": trial, "url": server.origin, "key": data["agency_key"],
-                "registers": registers[w::workers], "rate": rate / workers,
-                "count": len(range(w, count, workers)), "start_at": start_at + w / rate,
-                "drain_max": p.drain_max, "quiet": p.quiet,
-            } for w in range(workers)])
-            got = ctx.loadgen.collect()
-            accepted = got["posts"].get(202, 0)
-            step = {
-                "rate": round(rate, 2), "posted": count, "accepted": accepted,
-                "refused": count - accepted, "delivered": got["notified"],
-                "lost": accepted - got["notified"],
-                "persisted_per_s": round(accepted / p.trial_seconds, 1),
-                "delivered_per_s": round(got["notified"] / p.trial_seconds, 1),
-                "socket_p50_ms": _pct_ms(got["notify_hist"], 50),
-                "socket_p99_ms": _pct_ms(got["notify_hist"], 99),
-                "post_p50_ms": _pct_ms(got["post_hist"], 50),
-                "post_p99_ms": _pct_ms(got["post_hist"], 99),
-                "statuses": {str(k): v for k, v in got["posts"].items()},
-            }
-            step["held"] = bool(step["socket_p99_ms"] is not None
-                                and step["socket_p99_ms"] <= P99_BOUND_MS
-                                and step["refused"] == 0 and step["lost"] == 0)
-            ctx.log(f"    {trial} {rate:.0f}/s: accepted {accepted}/{count}, delivered "
-                    f"{got['notified']}, p99 {step['socket_p99_ms']} ms "
-                    f"{'held' if step['held'] else 'NOT held'}")
-            if step_number == 0:
-                continue
-            steps.append(step)
-            if not step["held"]:
+            # A rate holds when one of `tries` trials holds, as in the chat search.
+            for _ in range(1 if step_number == 0 else p.tries):
+                step = _agency_step(ctx, server, registers, rate)
+                if step_number == 0:
+                    break
+                steps.append(step)
+                if step["held"]:
+                    break
+            if step_number and not step["held"]:
                 break
         held = [s for s in steps if s["held"]]
         return {"sockets": len(specs), "fixed": steps[0], "steps": steps,
@@ -403,6 +385,43 @@ def agency(ctx: Context, server: Server) -> dict[str, Any]:
     finally:
         ctx.loadgen.call("close")
         server.stop()
+
+
+def _agency_step(ctx: Context, server: Server, registers: list[str], rate: float
+                 ) -> dict[str, Any]:
+    """One agency trial at `rate` POSTs/s, from every generator process."""
+    p, data = ctx.profile, server.backend.data  # type: ignore[union-attr]
+    trial = f"n{next(ctx.trials)}"
+    count = round(rate * p.trial_seconds)
+    workers = ctx.loadgen.size  # every worker posts its share, interleaved in time
+    start_at = time.time() + 0.3
+    ctx.loadgen.call("notify", [{
+        "trial": trial, "url": server.origin, "key": data["agency_key"],
+        "registers": registers[w::workers], "rate": rate / workers,
+        "count": len(range(w, count, workers)), "start_at": start_at + w / rate,
+        "drain_max": p.drain_max, "quiet": p.quiet,
+    } for w in range(workers)])
+    got = ctx.loadgen.collect()
+    accepted = got["posts"].get(202, 0)
+    step = {
+        "rate": round(rate, 2), "posted": count, "accepted": accepted,
+        "refused": count - accepted, "delivered": got["notified"],
+        "lost": accepted - got["notified"],
+        "persisted_per_s": round(accepted / p.trial_seconds, 1),
+        "delivered_per_s": round(got["notified"] / p.trial_seconds, 1),
+        "socket_p50_ms": _pct_ms(got["notify_hist"], 50),
+        "socket_p99_ms": _pct_ms(got["notify_hist"], 99),
+        "post_p50_ms": _pct_ms(got["post_hist"], 50),
+        "post_p99_ms": _pct_ms(got["post_hist"], 99),
+        "statuses": {str(k): v for k, v in got["posts"].items()},
+    }
+    step["held"] = bool(step["socket_p99_ms"] is not None
+                        and step["socket_p99_ms"] <= P99_BOUND_MS
+                        and step["refused"] == 0 and step["lost"] == 0)
+    ctx.log(f"    {trial} {rate:.0f}/s: accepted {accepted}/{count}, delivered "
+            f"{got['notified']}, p99 {step['socket_p99_ms']} ms "
+            f"{'held' if step['held'] else 'NOT held'}")
+    return step
 
 
 def storm(ctx: Context, server: Server) -> dict[str, Any]:
