@@ -64,10 +64,12 @@ class Worker:
     def __init__(self, index: int) -> None:
         self.index = index
         self.conns: list[Conn] = []
-        self.trial = ""
         self.reset()
 
     def reset(self) -> None:
+        # No trial runs until the next send: frames that come meanwhile (a storm's resumed
+        # messages, sent before the kill) are not counted for the trial that follows.
+        self.trial = ""
         for conn in self.conns:
             conn.counted.clear()
         self.chat_hist = new_histogram()
