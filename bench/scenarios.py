@@ -13,7 +13,9 @@ import itertools
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from bench.loadgen import LoadGen, SocketSpec
@@ -198,6 +200,18 @@ def warm_up(ctx: Context, specs: list[SocketSpec], senders: list[int]) -> None:
     run_trial(ctx, specs, 1, ctx.profile.fixed_big, 1.0, senders)
 
 
+def first_held(trial: Callable[[], dict[str, Any]], tries: int,
+               steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run `trial` until one holds, at most `tries` times (the machine is noisy); every run
+    goes to `steps`. Returns the last."""
+    for _ in range(tries):
+        step = trial()
+        steps.append(step)
+        if step["held"]:
+            break
+    return step
+
+
 def rate_search(ctx: Context, specs: list[SocketSpec], room_index: int, start: float,
                 senders: list[int]) -> dict[str, Any]:
     """Step the rate up (x`factor`) until a rate does not hold in `tries` trials (p99 > 100 ms,
@@ -210,12 +224,9 @@ def rate_search(ctx: Context, specs: list[SocketSpec], room_index: int, start: f
     rate = start
 
     def attempt(rate: float) -> dict[str, Any]:
-        for _ in range(p.tries):
-            step = run_trial(ctx, specs, room_index, rate, p.trial_seconds, senders)
-            steps.append(step)
-            if step["held"]:
-                break
-        return step
+        return first_held(
+            lambda: run_trial(ctx, specs, room_index, rate, p.trial_seconds, senders),
+            p.tries, steps)
 
     for _ in range(p.max_steps):
         step = attempt(rate)
@@ -366,17 +377,12 @@ def agency(ctx: Context, server: Server) -> dict[str, Any]:
     try:
         specs = socket_specs(server, p.notify_users, p.users)
         open_sockets(ctx, specs)
-        steps = []
-        for step_number, rate in enumerate(p.notify_rates):  # the first is a warm-up
-            # A rate holds when one of `tries` trials holds, as in the chat search.
-            for _ in range(1 if step_number == 0 else p.tries):
-                step = _agency_step(ctx, server, registers, rate)
-                if step_number == 0:
-                    break
-                steps.append(step)
-                if step["held"]:
-                    break
-            if step_number and not step["held"]:
+        steps: list[dict[str, Any]] = []
+        _agency_step(ctx, server, registers, p.notify_rates[0])  # a warm-up, not reported
+        for rate in p.notify_rates[1:]:
+            step = first_held(partial(_agency_step, ctx, server, registers, rate), p.tries,
+                              steps)
+            if not step["held"]:
                 break
         held = [s for s in steps if s["held"]]
         return {"sockets": len(specs), "fixed": steps[0], "steps": steps,
