@@ -250,6 +250,12 @@ SONOR_WS_REFUSED_PER_SECOND = float(os.environ.get("SONOR_WS_REFUSED_PER_SECOND"
 SONOR_WS_MAX_SOCKETS_PER_USER = int(os.environ.get("SONOR_WS_MAX_SOCKETS_PER_USER", "20"))
 SONOR_WS_MAX_SOCKETS_PER_ADDRESS = int(os.environ.get("SONOR_WS_MAX_SOCKETS_PER_ADDRESS", "2000"))
 
+# A serving process collects its oldest objects' cyclic garbage this often (seconds), not
+# whenever Python would (a pause of every socket: chatserver/core/collector.py).
+SONOR_GC_FULL_SECONDS = _env_float("SONOR_GC_FULL_SECONDS", 600)
+if SONOR_GC_FULL_SECONDS <= 0:
+    raise ImproperlyConfigured("SONOR_GC_FULL_SECONDS must be a positive number of seconds.")
+
 # Agency API and inbox.
 SONOR_AGENCY_RATE_PER_MINUTE = int(os.environ.get("SONOR_AGENCY_RATE_PER_MINUTE", "600"))
 # A rotated API key keeps working this long beside its successor.

@@ -7,15 +7,16 @@ carries several times daphne's fan-out on the same machine. Frames are not compr
 (per-message deflate would compress every frame once per socket: a room's frame is written
 as the same bytes to every member) and forwarded headers are not believed here: Sonor decides
 the client address itself, from SONOR_TRUSTED_PROXIES. daphne stays supported for the same
-application (`--server daphne`).
+application (`--server daphne`). Either way the application is loaded first and the garbage
+collector tuned for serving (chatserver/core/collector.py).
 """
 
-import os
-import sys
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+from chatserver.core.collector import collector_tune
 
 APPLICATION = "chatserver.asgi:application"
 
@@ -29,16 +30,24 @@ class Command(BaseCommand):
         parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
 
     def handle(self, *args: Any, host: str, port: int, server: str, **options: Any) -> None:
-        if server == "daphne":
-            os.execv(sys.executable, [sys.executable, "-m", "daphne", "-b", host,
-                                      "-p", str(port), APPLICATION])
         import uvicorn
+        from uvicorn.importer import import_from_string
 
+        # Loaded by its path, as the ASGI servers do, before the collector freezes what
+        # startup made.
+        application = import_from_string(APPLICATION)
+        if server == "daphne":
+            from daphne.cli import CommandLineInterface
+
+            collector_tune(full_every_seconds=settings.SONOR_GC_FULL_SECONDS)
+            CommandLineInterface().run(["-b", host, "-p", str(port), APPLICATION])
+            return
+        collector_tune(full_every_seconds=settings.SONOR_GC_FULL_SECONDS)
         self.stdout.write(f"sonor: serving on http://{host}:{port} (uvicorn)")
         self.stdout.flush()
         uvicorn.run(
-            APPLICATION, host=host, port=port, loop="uvloop", http="httptools",
-            ws="websockets", ws_per_message_deflate=False,
+            application, host=host, port=port, loop="uvloop", http="httptools",
+            ws="websockets-sansio", ws_per_message_deflate=False,
             # Frames over SONOR_WS_MAX_FRAME_BYTES get an error frame; far larger ones are
             # not even read into memory.
             ws_max_size=16 * settings.SONOR_WS_MAX_FRAME_BYTES,
