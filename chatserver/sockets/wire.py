@@ -4,8 +4,9 @@ A server's WebSocket frames are not masked, so a room's frame is the same bytes 
 member's socket. Under uvicorn (its sans-I/O websockets protocol; `serve` turns per-message
 deflate off) an OutFrame is framed once and its bytes are written to each open socket's
 transport. The ASGI send framed it again for every socket: in the profile of rooms of 10 on
-PostgreSQL that cost about as much as the write itself. A socket that is not open (handshake
-not done, closing) or that is served by daphne gets the text through the ASGI send.
+PostgreSQL that cost about as much as the write itself. A socket whose handshake is not
+done, that negotiated an extension, or that is served by daphne gets the text through the
+ASGI send; a frame to a socket that is closing is dropped, as the ASGI send would refuse it.
 """
 
 from typing import Any
@@ -34,8 +35,10 @@ async def frame_write(send: Any, protocol: WebSocketsSansIOProtocol | None,
                       frame: OutFrame) -> None:
     """Write `frame` to the socket, waiting while its transport is paused (back-pressure
     as the ASGI send has it: a slow reader makes the writer wait)."""
-    if (protocol is not None and protocol.handshake_complete and not protocol.close_sent
-            and not protocol.disconnected and protocol.initial_response is None):
+    if (protocol is not None and protocol.handshake_complete
+            and protocol.initial_response is None and not protocol.conn.extensions):
+        if protocol.close_sent or protocol.disconnected:
+            return  # closing or gone: the client resumes from its seqs when it is back
         protocol.transport.write(frame.wire)
         if not protocol.writable.is_set():  # paused above the high-water mark
             await protocol.writable.wait()

@@ -1,11 +1,19 @@
 """A frame framed once for every socket is the WebSocket frame a client reads: the text, whole,
-in one unmasked text frame, at every length encoding (7-bit, 16-bit, 64-bit)."""
+in one unmasked text frame, at every length encoding (7-bit, 16-bit, 64-bit); and a frame to
+a socket that is closing is dropped."""
+
+import asyncio
+import socket
+from typing import Any
 
 import pytest
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from chatserver.sockets.wire import OutFrame, websocket_protocol
+from chatserver.sockets.wire import OutFrame, frame_write, websocket_protocol
 
 
 def read_frame(data: bytes) -> Frame:
@@ -48,3 +56,42 @@ def test_a_send_that_is_not_the_websockets_protocol_keeps_the_asgi_send() -> Non
         pass
 
     assert websocket_protocol(send) is None
+
+
+async def test_a_frame_to_a_socket_that_is_closing_is_dropped_not_raised() -> None:
+    """Under uvicorn a frame can reach a socket after the server sent its close (a room's
+    frame queued as the socket was closed for falling behind): it is dropped quietly, and
+    the client reads the close, not the frame."""
+    outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await frame_write(send, websocket_protocol(send), OutFrame("before"))
+        await send({"type": "websocket.close", "code": 4408})
+        try:
+            await frame_write(send, websocket_protocol(send), OutFrame("after"))
+        except Exception as exc:  # noqa: BLE001 - what the test looks for
+            outcome.set_result(f"raised {exc!r}")
+        else:
+            outcome.set_result("dropped")
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(
+        app, host="127.0.0.1", port=port, ws="websockets-sansio", lifespan="off",
+        log_level="warning", ws_per_message_deflate=False))
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        async with connect(f"ws://127.0.0.1:{port}/") as client:
+            assert await client.recv() == "before"
+            with pytest.raises(ConnectionClosed) as closed:
+                await client.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+        assert await asyncio.wait_for(outcome, 5) == "dropped"
+    finally:
+        server.should_exit = True
+        await serving
