@@ -3,7 +3,6 @@ in one unmasked text frame, at every length encoding (7-bit, 16-bit, 64-bit); an
 a socket that is closing is dropped."""
 
 import asyncio
-import socket
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from chatserver.sockets.wire import OutFrame, frame_write, websocket_protocol
+from tests.loopback import free_port
 
 
 def read_frame(data: bytes) -> Frame:
@@ -76,9 +76,7 @@ async def test_a_frame_to_a_socket_that_is_closing_is_dropped_not_raised() -> No
         else:
             outcome.set_result("dropped")
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(
         app, host="127.0.0.1", port=port, ws="websockets-sansio", lifespan="off",
         log_level="warning", ws_per_message_deflate=False))

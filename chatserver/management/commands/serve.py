@@ -38,11 +38,10 @@ class Command(BaseCommand):
         application = import_from_string(APPLICATION)
         if server == "daphne":
             from daphne.cli import CommandLineInterface
-
-            collector_tune(full_every_seconds=settings.SONOR_GC_FULL_SECONDS)
+        collector_tune(full_every_seconds=settings.SONOR_GC_FULL_SECONDS)
+        if server == "daphne":
             CommandLineInterface().run(["-b", host, "-p", str(port), APPLICATION])
             return
-        collector_tune(full_every_seconds=settings.SONOR_GC_FULL_SECONDS)
         self.stdout.write(f"sonor: serving on http://{host}:{port} (uvicorn)")
         self.stdout.flush()
         uvicorn.run(
