@@ -13,10 +13,11 @@ import string
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chatserver.core.errors import AppError, InvalidInput, Unauthenticated
+from chatserver.core.sql import in_list
 from identity.services import token_hash
 from notify.models import AGENCY_CATEGORIES, Agency, AgencyApiKey, agency_default_categories
 
@@ -111,19 +112,34 @@ def api_keys_authenticate(keys: list[str]) -> list[Agency | Unauthenticated]:
         parts = (key or "").split("_", 2)
         if len(parts) == 3 and parts[0] == "sk" and len(parts[1]) == API_KEY_PREFIX_LENGTH:
             prefixes[key] = parts[1]
-    rows = {row.prefix: row for row in AgencyApiKey.objects.select_related("agency").filter(
-        prefix__in=set(prefixes.values()), revoked_at__isnull=True)}
-    now = timezone.now()
+    by_prefix = _agencies_by_key_prefix(sorted(set(prefixes.values())))
     answers: list[Agency | Unauthenticated] = []
     for key in keys:
-        api_key = rows.get(prefixes.get(key, ""))
-        if api_key is None or not hmac.compare_digest(api_key.key_hash, token_hash(key)):
+        agency = by_prefix.get(prefixes.get(key, ""))
+        if agency is None or not hmac.compare_digest(agency.key_hash, token_hash(key)):
             answers.append(Unauthenticated("Not a valid API key."))
-        elif api_key.expires_at is not None and api_key.expires_at <= now:
+        elif agency.key_expired:
             answers.append(Unauthenticated("This API key has expired."))
         else:
-            answers.append(api_key.agency)
+            answers.append(agency)
     return answers
+
+
+def _agencies_by_key_prefix(prefixes: list[str]) -> dict[str, Agency]:
+    """The agency of each live (unrevoked) key with one of these prefixes, carrying the key's
+    `key_hash` and whether it has expired (`key_expired`). Written out: the ORM's
+    select_related query cost four times as much CPU to build as to run (profiled: a sixth
+    of the agency batch)."""
+    if not prefixes:
+        return {}
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    return {agency.key_prefix: agency for agency in Agency.objects.raw(
+        "SELECT a.*, k.prefix AS key_prefix, k.key_hash AS key_hash,"
+        " (k.expires_at IS NOT NULL AND k.expires_at <= %s) AS key_expired"
+        f" FROM {AgencyApiKey._meta.db_table} k"
+        f" JOIN {Agency._meta.db_table} a ON a.id = k.agency_id"
+        f" WHERE k.revoked_at IS NULL AND k.prefix IN ({in_list(prefixes)})",
+        [now, *prefixes])}
 
 
 @transaction.atomic
