@@ -7,6 +7,7 @@ conversion: read ids, text and flags this way, and dates through Model.objects.r
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import (
     BooleanField,
@@ -49,8 +50,9 @@ def fetch_rows_by_keys(sql: str, columns: Sequence[tuple[str, str]],
     if connection.vendor == "postgresql":
         names = ", ".join(name for name, _ in columns)
         table = _unnest([db_type for _, db_type in columns])
-        return fetch_rows(sql.replace("{keys}", f"({names}) IN (SELECT * FROM {table})"),
-                          [list(values) for values in zip(*keys, strict=True)])
+        return _fetch_rows_with_arrays(
+            sql.replace("{keys}", f"({names}) IN (SELECT * FROM {table})"),
+            [list(values) for values in zip(*keys, strict=True)])
     term = "(" + " AND ".join(f"{name} = %s" for name, _ in columns) + ")"
     rows: list[tuple[Any, ...]] = []
     for start in range(0, len(keys), KEYS_PER_STATEMENT):
@@ -61,8 +63,22 @@ def fetch_rows_by_keys(sql: str, columns: Sequence[tuple[str, str]],
 
 
 def _unnest(db_types: Sequence[str]) -> str:
-    """PostgreSQL's table of one array parameter per column, of these types."""
-    return f"unnest({', '.join(f'%s::{db_type}[]' for db_type in db_types)})"
+    """PostgreSQL's table of one array parameter per column, of these types (the parameters
+    of _fetch_rows_with_arrays)."""
+    return f"unnest({', '.join(f'%b::{db_type}[]' for db_type in db_types)})"
+
+
+def _fetch_rows_with_arrays(sql: str, arrays: Sequence[list[Any]]) -> list[tuple[Any, ...]]:
+    """Run an unnest statement on PostgreSQL with its arrays bound by the server, in binary.
+    Django's cursor binds on the client: it quotes every value into the statement's text,
+    which cost more CPU than the rest of a chat batch's statements (measured: 210 against
+    75 µs for 40 rows of four columns). In the caller's transaction; errors become Django's
+    (IntegrityError, DataError), as from Django's cursor. The statement's text does not
+    change with the count, so the driver prepares it after a few runs."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, arrays)
+        return cursor.fetchall()
 
 
 def bulk_insert(objs: Sequence[Model]) -> None:
@@ -98,7 +114,7 @@ def bulk_insert(objs: Sequence[Model]) -> None:
     if db.vendor == "postgresql":
         # The type without its size (varchar, not varchar(64)): nothing is cut to fit.
         table = _unnest([str(f.db_type(db)).split("(")[0] for f in fields])
-        ids = fetch_rows(f"{insert} SELECT * FROM {table}{returning}", columns)
+        ids = _fetch_rows_with_arrays(f"{insert} SELECT * FROM {table}{returning}", columns)
     else:
         rows = list(zip(*columns, strict=True))
         row = "(" + ", ".join(["%s"] * len(fields)) + ")"
