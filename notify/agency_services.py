@@ -10,6 +10,7 @@ import hmac
 import logging
 import secrets
 import string
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -112,34 +113,44 @@ def api_keys_authenticate(keys: list[str]) -> list[Agency | Unauthenticated]:
         parts = (key or "").split("_", 2)
         if len(parts) == 3 and parts[0] == "sk" and len(parts[1]) == API_KEY_PREFIX_LENGTH:
             prefixes[key] = parts[1]
-    by_prefix = _agencies_by_key_prefix(sorted(set(prefixes.values())))
+    by_prefix = _live_keys(sorted(set(prefixes.values())))
     answers: list[Agency | Unauthenticated] = []
     for key in keys:
-        agency = by_prefix.get(prefixes.get(key, ""))
-        if agency is None or not hmac.compare_digest(agency.key_hash, token_hash(key)):
+        live = by_prefix.get(prefixes.get(key, ""))
+        if live is None or not hmac.compare_digest(live.key_hash, token_hash(key)):
             answers.append(Unauthenticated("Not a valid API key."))
-        elif agency.key_expired:
+        elif live.expired:
             answers.append(Unauthenticated("This API key has expired."))
         else:
-            answers.append(agency)
+            answers.append(live.agency)
     return answers
 
 
-def _agencies_by_key_prefix(prefixes: list[str]) -> dict[str, Agency]:
-    """The agency of each live (unrevoked) key with one of these prefixes, carrying the key's
-    `key_hash` and whether it has expired (`key_expired`). Written out: the ORM's
+@dataclass(frozen=True)
+class _LiveKey:
+    agency: Agency
+    key_hash: str
+    expired: bool
+
+
+def _live_keys(prefixes: list[str]) -> dict[str, _LiveKey]:
+    """The unrevoked keys with these prefixes, with their agencies. Written out: the ORM's
     select_related query cost four times as much CPU to build as to run (profiled: a sixth
     of the agency batch)."""
     if not prefixes:
         return {}
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    return {agency.key_prefix: agency for agency in Agency.objects.raw(
+    rows = Agency.objects.raw(
         "SELECT a.*, k.prefix AS key_prefix, k.key_hash AS key_hash,"
         " (k.expires_at IS NOT NULL AND k.expires_at <= %s) AS key_expired"
         f" FROM {AgencyApiKey._meta.db_table} k"
         f" JOIN {Agency._meta.db_table} a ON a.id = k.agency_id"
         f" WHERE k.revoked_at IS NULL AND k.prefix IN ({in_list(prefixes)})",
-        [now, *prefixes])}
+        [now, *prefixes])
+    # The key's columns arrive as attributes of the agency that the model does not declare.
+    return {row.__dict__["key_prefix"]: _LiveKey(row, row.__dict__["key_hash"],
+                                                 bool(row.__dict__["key_expired"]))
+            for row in rows}
 
 
 @transaction.atomic
