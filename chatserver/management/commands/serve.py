@@ -33,8 +33,8 @@ class Command(BaseCommand):
         import uvicorn
         from uvicorn.importer import import_from_string
 
-        # Loaded by its path, as the ASGI servers do, before the collector freezes what
-        # startup made.
+        # The application (loaded by its path, as the ASGI servers do) and the server's own
+        # modules are imported before the collector freezes what startup made.
         application = import_from_string(APPLICATION)
         if server == "daphne":
             from daphne.cli import CommandLineInterface
