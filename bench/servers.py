@@ -63,6 +63,7 @@ class Server:
     asgi: str  # "uvicorn" or "daphne"
     backend: Backend | None
     log_dir: Path
+    root: Path = ROOT  # the checkout a Sonor server runs from (bench/ab.py compares two)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -87,8 +88,8 @@ class Server:
             out = Path(profile_dir) / f"{self.name}-{time.strftime('%H%M%S')}.txt"
             # BENCH_PYSPY_GIL=1: only threads holding the GIL, i.e. where the CPU goes
             gil = ["--gil"] if os.environ.get("BENCH_PYSPY_GIL") else []
-            command = ["py-spy", "record", "--nonblocking", "-r", "200", "-f", "raw", *gil,
-                       "-o", str(out), "--", *command]
+            command = ["py-spy", "record", "--nonblocking", "--threads", "-r", "200", "-f",
+                       "raw", *gil, "-o", str(out), "--", *command]
         return ["taskset", "-c", str(SERVER_CORE), *command]
 
     def environment(self) -> dict[str, str]:
@@ -106,7 +107,7 @@ class Server:
         self.port = self.port or free_port()
         log = (self.log_dir / f"{self.name}.log").open("ab")
         self.process = subprocess.Popen(
-            self.command(), cwd=ROOT, env=self.environment(), stdout=log,
+            self.command(), cwd=self.root, env=self.environment(), stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=raise_nofile)
         path = "/healthz" if self.kind == "sonor" else "/"
         deadline = time.monotonic() + timeout
