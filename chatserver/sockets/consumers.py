@@ -58,7 +58,7 @@ from chatserver.core.metrics import (
 )
 from chatserver.core.ratelimit import TokenBucket
 from chatserver.core.realtime import LocalHub, local_hub, room_group, session_group, user_group
-from chatserver.sockets.wire import OutFrame, frame_write, websocket_protocol
+from chatserver.sockets.wire import OutFrame, frames_write, websocket_protocol
 from chatserver.sockets.ws_handlers import HANDLERS
 from identity.models import DeviceSession
 from identity.selectors import session_end_reasons
@@ -250,8 +250,10 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             replies = [_error_frame(request_id, ServiceUnavailable())]
         finally:
             self.handling = False
-        for reply in replies:
-            await self.send_frame(reply)
+        # The answer first, then what waited behind it: one write for the lot (an ack and
+        # the sender's own message, in a busy room).
+        FRAMES_OUT.inc(len(replies))
+        self.outbox.extendleft(OutFrame(reply.model_dump_json()) for reply in reversed(replies))
         self._write_soon()
 
     async def _refuse(self, request_id: str | None, exc: AppError) -> None:
@@ -268,7 +270,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def send_frame(self, frame: BaseModel) -> None:
         FRAMES_OUT.inc()
-        await frame_write(self.base_send, self.websocket, OutFrame(frame.model_dump_json()))
+        await frames_write(self.base_send, self.websocket, [OutFrame(frame.model_dump_json())])
 
     async def _send_error(self, request_id: str | None, exc: AppError) -> None:
         await self.send_frame(_error_frame(request_id, exc))
@@ -340,8 +342,12 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             while self.outbox and not self.handling:
                 item = self.outbox.popleft()
                 if isinstance(item, OutFrame):
-                    written += 1
-                    await frame_write(send, websocket, item)
+                    frames = [item]  # and those behind it, up to a control item: one write
+                    while self.outbox and isinstance(head := self.outbox[0], OutFrame):
+                        self.outbox.popleft()
+                        frames.append(head)
+                    written += len(frames)
+                    await frames_write(send, websocket, frames)
                 elif item[0] == _REVOKED:
                     await self._revoked(item[1])
                     return

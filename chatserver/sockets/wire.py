@@ -31,16 +31,19 @@ def websocket_protocol(send: Any) -> WebSocketsSansIOProtocol | None:
     return protocol if isinstance(protocol, WebSocketsSansIOProtocol) else None
 
 
-async def frame_write(send: Any, protocol: WebSocketsSansIOProtocol | None,
-                      frame: OutFrame) -> None:
-    """Write `frame` to the socket, waiting while its transport is paused (back-pressure
-    as the ASGI send has it: a slow reader makes the writer wait)."""
+async def frames_write(send: Any, protocol: WebSocketsSansIOProtocol | None,
+                       frames: list[OutFrame]) -> None:
+    """Write `frames` to the socket, in order, in one transport write (one system call for a
+    reply and the room frames that waited behind it), waiting while the transport is paused
+    (back-pressure as the ASGI send has it: a slow reader makes the writer wait)."""
     if (protocol is not None and protocol.handshake_complete
             and protocol.initial_response is None and not protocol.conn.extensions):
         if protocol.close_sent or protocol.disconnected:
             return  # closing or gone: the client resumes from its seqs when it is back
-        protocol.transport.write(frame.wire)
+        protocol.transport.write(frames[0].wire if len(frames) == 1
+                                 else b"".join(frame.wire for frame in frames))
         if not protocol.writable.is_set():  # paused above the high-water mark
             await protocol.writable.wait()
         return
-    await send({"type": "websocket.send", "text": frame.text})
+    for frame in frames:
+        await send({"type": "websocket.send", "text": frame.text})

@@ -1,6 +1,7 @@
 """A frame framed once for every socket is the WebSocket frame a client reads: the text, whole,
-in one unmasked text frame, at every length encoding (7-bit, 16-bit, 64-bit); and a frame to
-a socket that is closing is dropped."""
+in one unmasked text frame, at every length encoding (7-bit, 16-bit, 64-bit); frames written
+together reach the client as separate messages, in order; and a frame to a socket that is
+closing is dropped."""
 
 import asyncio
 from typing import Any
@@ -12,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from chatserver.sockets.wire import OutFrame, frame_write, websocket_protocol
+from chatserver.sockets.wire import OutFrame, frames_write, websocket_protocol
 from tests.loopback import free_port
 
 
@@ -58,8 +59,9 @@ def test_a_send_that_is_not_the_websockets_protocol_keeps_the_asgi_send() -> Non
     assert websocket_protocol(send) is None
 
 
-async def test_a_frame_to_a_socket_that_is_closing_is_dropped_not_raised() -> None:
-    """Under uvicorn a frame can reach a socket after the server sent its close (a room's
+async def test_frames_written_at_once_arrive_in_order_and_none_after_the_close() -> None:
+    """Frames written together (an ack and the room frames behind it) are separate messages
+    to the client, in order. Under uvicorn a frame can reach a socket after the server sent its close (a room's
     frame queued as the socket was closed for falling behind): it is dropped quietly, and
     the client reads the close, not the frame."""
     outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -67,10 +69,13 @@ async def test_a_frame_to_a_socket_that_is_closing_is_dropped_not_raised() -> No
     async def app(scope: dict, receive: Any, send: Any) -> None:
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
-        await frame_write(send, websocket_protocol(send), OutFrame("before"))
+        await frames_write(send, websocket_protocol(send), [OutFrame("before")])
+        # An answer and the frames that waited behind it go out in one write.
+        await frames_write(send, websocket_protocol(send),
+                           [OutFrame("ack"), OutFrame("Сайн уу"), OutFrame("x" * 300)])
         await send({"type": "websocket.close", "code": 4408})
         try:
-            await frame_write(send, websocket_protocol(send), OutFrame("after"))
+            await frames_write(send, websocket_protocol(send), [OutFrame("after")])
         except Exception as exc:  # noqa: BLE001 - what the test looks for
             outcome.set_result(f"raised {exc!r}")
         else:
@@ -85,7 +90,8 @@ async def test_a_frame_to_a_socket_that_is_closing_is_dropped_not_raised() -> No
         while not server.started:
             await asyncio.sleep(0.01)
         async with connect(f"ws://127.0.0.1:{port}/") as client:
-            assert await client.recv() == "before"
+            assert [await client.recv() for _ in range(4)] == [
+                "before", "ack", "Сайн уу", "x" * 300]
             with pytest.raises(ConnectionClosed) as closed:
                 await client.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
