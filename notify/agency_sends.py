@@ -155,10 +155,14 @@ def agency_notifications_send_batch(requests: list[AgencySend]) -> list[AgencySe
     known: dict[tuple[int, str], Notification] = {}
     if keys:
         agency_ids, key_texts = sorted({a for a, _ in keys}), sorted({k for _, k in keys})
+        # The unique index on (agency, key) is partial: SQLite uses it only for a query that
+        # states its condition, and otherwise read every notification of the agency (a
+        # scan that grew with the table: 0.4 ms a batch at 5,000 rows).
         for n in Notification.objects.raw(
                 f"SELECT * FROM {Notification._meta.db_table}"
                 f" WHERE agency_id IN ({in_list(agency_ids)})"
-                f" AND idempotency_key IN ({in_list(key_texts)})", [*agency_ids, *key_texts]):
+                f" AND idempotency_key IN ({in_list(key_texts)})"
+                " AND NOT (idempotency_key = '')", [*agency_ids, *key_texts]):
             known[n.agency_id, n.idempotency_key] = n  # type: ignore[index]
     new: list[tuple[int, Notification]] = []
     firsts: dict[tuple[int, str], int] = {}  # a key's first request in this batch
@@ -185,8 +189,9 @@ def agency_notifications_send_batch(requests: list[AgencySend]) -> list[AgencySe
         except IntegrityError:
             if len(requests) == 1:  # a duplicate committed meanwhile: read the winner
                 i, r, digest = pending[0]
-                winner = Notification.objects.filter(
-                    agency=r.agency, idempotency_key=r.idempotency_key).first()
+                winner = Notification.objects.filter(  # the partial index's condition
+                    agency=r.agency, idempotency_key=r.idempotency_key).exclude(
+                    idempotency_key="").first()
                 if not r.idempotency_key or winner is None:
                     raise
                 return [(winner, True) if winner.request_digest == digest

@@ -58,7 +58,9 @@ def maintenance_notice_check(*, notice_at: datetime, maintenance_at: datetime) -
 
 
 def _broadcast_replay(*, agency: Agency, idempotency_key: str, digest: str) -> Broadcast | None:
-    existing = Broadcast.objects.filter(agency=agency, idempotency_key=idempotency_key).first()
+    # exclude(): the condition of the partial unique index, without which SQLite scans
+    existing = Broadcast.objects.filter(agency=agency, idempotency_key=idempotency_key).exclude(
+        idempotency_key="").first()
     if existing is not None and existing.request_digest != digest:
         raise IdempotencyKeyReused(broadcast_id=existing.pk)
     return existing

@@ -61,9 +61,9 @@ def test_a_send_that_is_not_the_websockets_protocol_keeps_the_asgi_send() -> Non
 
 async def test_frames_written_at_once_arrive_in_order_and_none_after_the_close() -> None:
     """Frames written together (an ack and the room frames behind it) are separate messages
-    to the client, in order. Under uvicorn a frame can reach a socket after the server sent its close (a room's
-    frame queued as the socket was closed for falling behind): it is dropped quietly, and
-    the client reads the close, not the frame."""
+    to the client, in order. Under uvicorn a frame can reach a socket after the server sent
+    its close (a room's frame queued as the socket was closed for falling behind): it is
+    dropped quietly, and the client reads the close, not the frame."""
     outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def app(scope: dict, receive: Any, send: Any) -> None:

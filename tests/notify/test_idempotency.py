@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from identity.models import User
+from notify.agency_sends import AgencySend, agency_notifications_send_batch
 from notify.models import Agency, Notification
 from notify.selectors import inbox_seq
 from tests.conftest import JsonClient
@@ -129,3 +131,35 @@ def test_ten_concurrent_different_keys_get_gap_free_seqs(
     assert [r.status_code for r in responses] == [202] * 10
     assert sorted(Notification.objects.values_list("seq", flat=True)) == list(range(1, 11))
     assert inbox_seq(user=citizen) == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_is_found_through_the_key_index_not_by_reading_the_agencys_notices(
+        agency_key: tuple[Agency, str], citizen: User) -> None:
+    """The retry's lookup must stay one index probe however many notices the agency has
+    sent: the unique index on (agency, key) is partial, and SQLite uses it only for a query
+    that states its condition (before, it read every notice of the agency)."""
+    agency, _ = agency_key
+    request = AgencySend(agency=agency, register_number=citizen.register_number,
+                         category="service_request", title="Лавлагаа", body="Бэлэн боллоо",
+                         idempotency_key="req-7")
+    [(first, replayed)] = agency_notifications_send_batch([request])  # type: ignore[misc]
+    assert not replayed
+    with CaptureQueriesContext(connection) as queries:
+        [(again, replayed)] = agency_notifications_send_batch([request])  # type: ignore[misc]
+    assert (again.pk, replayed) == (first.pk, True)
+    lookups = [q["sql"] for q in queries.captured_queries
+               if "idempotency_key" in q["sql"] and q["sql"].lstrip().startswith("SELECT")]
+    assert lookups, "the retry was answered without reading the key"
+    explain = "EXPLAIN" if connection.vendor == "postgresql" else "EXPLAIN QUERY PLAN"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # a tiny table: ask for an index if one serves
+            cursor.execute("SET enable_seqscan = off")
+        try:
+            for sql in lookups:
+                cursor.execute(f"{explain} {sql}")
+                plan = " ".join(str(column) for row in cursor.fetchall() for column in row)
+                assert "notification_idempotency_unique" in plan, plan
+        finally:
+            if connection.vendor == "postgresql":
+                cursor.execute("RESET enable_seqscan")
