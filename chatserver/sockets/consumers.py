@@ -251,8 +251,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         finally:
             self.handling = False
         # The answer first, then what waited behind it: one write for the lot (an ack and
-        # the sender's own message, in a busy room).
-        FRAMES_OUT.inc(len(replies))
+        # the sender's own message, in a busy room). The writer counts them out.
         self.outbox.extendleft(OutFrame(reply.model_dump_json()) for reply in reversed(replies))
         self._write_soon()
 

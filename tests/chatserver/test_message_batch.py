@@ -2,11 +2,13 @@
 use): each request gets exactly what message_send would answer, seqs stay gap-free and in
 arrival order per room, and a failed request changes nothing for the others."""
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from channels.db import database_sync_to_async
+from prometheus_client import REGISTRY
 
 from chatserver.chat import moderation as chat_moderation
 from chatserver.chat.errors import NotMember, PiiWarning
@@ -88,6 +90,7 @@ async def test_many_sockets_sending_at_once_are_all_acked_and_delivered_in_order
                                    "resume": {"rooms": {str(room.pk): head}}})
         assert isinstance(await socket.receive_frame(), protocol.Welcome)
 
+    frames_out = REGISTRY.get_sample_value("sonor_frames_out_total") or 0
     per_socket = 5
     for n in range(per_socket):  # every socket's n-th send is in flight at the same time
         for i, socket in enumerate(sockets):
@@ -111,6 +114,14 @@ async def test_many_sockets_sending_at_once_are_all_acked_and_delivered_in_order
     stored = await database_sync_to_async(lambda: RoomEvent.objects.filter(
         room=room, kind=RoomEvent.Kind.MESSAGE).count())()
     assert stored == total
+    # Each frame is counted once as it goes out, acks written with the frames behind them
+    # included (the counter is read after the writers' last step).
+    sent = len(sockets) * (per_socket + total)
+    for _ in range(200):
+        if (REGISTRY.get_sample_value("sonor_frames_out_total") or 0) - frames_out >= sent:
+            break
+        await asyncio.sleep(0.01)
+    assert (REGISTRY.get_sample_value("sonor_frames_out_total") or 0) - frames_out == sent
 
 
 def test_concurrent_batches_over_the_same_rooms_store_everything_gap_free(
