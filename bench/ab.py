@@ -20,7 +20,6 @@ Prints, per side: trials held, medians of p50, p99 and the server's CPU per deli
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -153,7 +152,6 @@ def main() -> None:
           f"{args.rounds} rounds x {args.trials} trials of {args.trial_seconds:g} s")
     for side, path in zip(sides, (args.a, args.b), strict=True):
         print(_summary(f"{side.name} ({path})", results[side.name]))
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from identity.services import access_log_record
 from notify.agency_services import agency_scope_check, api_keys_authenticate
 from notify.errors import CitizenNotFound, IdempotencyKeyReused
 from notify.inbox import notifications_insert
-from notify.models import AGENCY_CATEGORIES, Agency, Notification
+from notify.models import AGENCY_CATEGORIES, HAS_IDEMPOTENCY_KEY, Agency, Notification
 
 TITLE_MAX = 200
 BODY_MAX = 4000
@@ -192,9 +192,9 @@ def agency_notifications_send_batch(requests: list[AgencySend]) -> list[AgencySe
         except IntegrityError:
             if len(requests) == 1:  # a duplicate committed meanwhile: read the winner
                 i, r, digest = pending[0]
-                winner = Notification.objects.filter(  # the partial index's condition
-                    agency=r.agency, idempotency_key=r.idempotency_key).exclude(
-                    idempotency_key="").first()
+                winner = Notification.objects.filter(
+                    HAS_IDEMPOTENCY_KEY, agency=r.agency,
+                    idempotency_key=r.idempotency_key).first()
                 if not r.idempotency_key or winner is None:
                     raise
                 return [(winner, True) if winner.request_digest == digest

@@ -25,7 +25,7 @@ from identity.models import User
 from notify.agency_sends import notification_fields_validate, request_digest
 from notify.errors import BroadcastNotCancellable, IdempotencyKeyReused, MaintenanceNoticeTooShort
 from notify.inbox import notifications_insert
-from notify.models import Agency, Broadcast, Notification
+from notify.models import HAS_IDEMPOTENCY_KEY, Agency, Broadcast, Notification
 from notify.selectors import broadcast_get
 from notify.workdays import earliest_after_working_days
 
@@ -58,9 +58,8 @@ def maintenance_notice_check(*, notice_at: datetime, maintenance_at: datetime) -
 
 
 def _broadcast_replay(*, agency: Agency, idempotency_key: str, digest: str) -> Broadcast | None:
-    # exclude(): the condition of the partial unique index, without which SQLite scans
-    existing = Broadcast.objects.filter(agency=agency, idempotency_key=idempotency_key).exclude(
-        idempotency_key="").first()
+    existing = Broadcast.objects.filter(HAS_IDEMPOTENCY_KEY, agency=agency,
+                                        idempotency_key=idempotency_key).first()
     if existing is not None and existing.request_digest != digest:
         raise IdempotencyKeyReused(broadcast_id=existing.pk)
     return existing

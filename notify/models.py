@@ -68,6 +68,11 @@ class InboxState(models.Model):
     last_seq = models.BigIntegerField(default=0)
 
 
+# The condition of the partial unique indexes on (agency, idempotency_key). A lookup by key
+# states it too: SQLite uses a partial index only for a query that does.
+HAS_IDEMPOTENCY_KEY = ~Q(idempotency_key="")
+
+
 class Notification(models.Model):
     """One item of a user's inbox stream. Agency notifications carry the agency's own
     reference and, for payments, the amount and due date. A reported (misaddressed) one is
@@ -109,7 +114,7 @@ class Notification(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["user", "seq"], name="inbox_seq_unique"),
             models.UniqueConstraint(
-                fields=["agency", "idempotency_key"], condition=~Q(idempotency_key=""),
+                fields=["agency", "idempotency_key"], condition=HAS_IDEMPOTENCY_KEY,
                 name="notification_idempotency_unique",
             ),
         ]
@@ -162,7 +167,7 @@ class Broadcast(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["agency", "idempotency_key"], condition=~Q(idempotency_key=""),
+                fields=["agency", "idempotency_key"], condition=HAS_IDEMPOTENCY_KEY,
                 name="broadcast_idempotency_unique",
             ),
         ]

@@ -40,8 +40,7 @@ async def frames_write(send: Any, protocol: WebSocketsSansIOProtocol | None,
             and protocol.initial_response is None and not protocol.conn.extensions):
         if protocol.close_sent or protocol.disconnected:
             return  # closing or gone: the client resumes from its seqs when it is back
-        protocol.transport.write(frames[0].wire if len(frames) == 1
-                                 else b"".join(frame.wire for frame in frames))
+        protocol.transport.write(b"".join([frame.wire for frame in frames]))
         if not protocol.writable.is_set():  # paused above the high-water mark
             await protocol.writable.wait()
         return
